@@ -1,0 +1,34 @@
+"""The interface of a benchmark: arch string in, validation/test accuracy and measures out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ArchEvaluation:
+    """What a benchmark says about one architecture.
+
+    Attributes:
+        objective: Validation accuracy in %: the only number the search sees.
+        test_objective: Test accuracy in %: reported at the end, never used for selection.
+        measures: Network measures (see :mod:`llmatic.measures`), including the archive's
+            ``width_to_depth`` and ``log10_flops``.
+        seconds: Wall time of the evaluation.
+    """
+
+    objective: float
+    test_objective: float
+    measures: dict[str, float]
+    seconds: float
+
+
+class Benchmark(Protocol):
+    """Scores NAS-Bench-201 architectures given as arch strings."""
+
+    name: str
+
+    def evaluate(self, arch: str) -> ArchEvaluation:
+        """Raises ``CandidateError`` when the architecture cannot be evaluated."""
+        ...

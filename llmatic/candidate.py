@@ -1,0 +1,104 @@
+"""Candidates: every network the search proposes, evaluated or not, and where they live.
+
+A :class:`Candidate` is created by an emitter (with its code and how it was made) and
+completed by the evaluator (status, objective, measures). The :class:`CandidateStore`
+owns all of them; archives refer to candidates by ``id``. Every candidate, including
+broken and duplicate ones, ends up in ``candidates.jsonl``: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: Status of a candidate after evaluation.
+#: - ``evaluated``: trained / looked up; counts against the budget.
+#: - ``failed``: its code is broken or outside the search space; no budget charged.
+#: - ``duplicate``: the same architecture (or code) was evaluated before; no budget charged.
+#: - ``skipped``: the budget ran out before it was evaluated.
+STATUSES = ("pending", "evaluated", "failed", "duplicate", "skipped")
+
+
+@dataclass
+class Candidate:
+    """One proposed network.
+
+    Attributes:
+        id: Index in the store (0, 1, 2, ... in creation order).
+        operator: ``seed``, ``init``, ``mutation``, ``crossover``, ``random`` or ``rea``.
+        parent_ids: Ids of the parents (empty for the seed and random samples).
+        prompt_id: Index into the prompt list (None when no prompt was used).
+        prompt: The instruction text given to the LLM.
+        temperature: Sampling temperature used for this candidate.
+        code: The network source code (empty when nothing could be extracted).
+        iteration: Search iteration that proposed it (0 for the initial phase).
+    """
+
+    id: int
+    operator: str
+    parent_ids: tuple[int, ...] = ()
+    prompt_id: int | None = None
+    prompt: str | None = None
+    temperature: float | None = None
+    code: str = ""
+    iteration: int = 0
+    # Filled in by the evaluator.
+    status: str = "pending"
+    error_kind: str | None = None
+    error: str | None = None
+    arch: str | None = None
+    duplicate_of: int | None = None
+    charged: bool = False  # counted as one evaluation of the budget
+    objective: float | None = None  # validation accuracy, %
+    test_objective: float | None = None  # test accuracy, %; never read by the search
+    measures: dict[str, float] = field(default_factory=dict)
+    generation_tokens: int = 0
+    eval_seconds: float = 0.0
+
+    def fail(self, kind: str, message: str) -> None:
+        self.status, self.error_kind, self.error = "failed", kind, message
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+class CandidateStore:
+    """All candidates of a run, by id, appended to ``path`` (JSON lines) once final.
+
+    Args:
+        path: The ``candidates.jsonl`` file, or None to keep candidates in memory only.
+    """
+
+    def __init__(self, *, path: str | Path | None = None) -> None:
+        self._candidates: list[Candidate] = []
+        self._path = Path(path) if path is not None else None
+        self._flushed = 0
+
+    def new(self, operator: str, **fields: object) -> Candidate:
+        candidate = Candidate(id=len(self._candidates), operator=operator, **fields)
+        self._candidates.append(candidate)
+        return candidate
+
+    def __getitem__(self, candidate_id: int) -> Candidate:
+        return self._candidates[int(candidate_id)]
+
+    def __len__(self) -> int:
+        return len(self._candidates)
+
+    def __iter__(self):
+        return iter(self._candidates)
+
+    def flush(self) -> None:
+        """Appends the candidates that are final and not yet written, in id order."""
+        if self._path is None:
+            return
+        end = self._flushed
+        while end < len(self._candidates) and self._candidates[end].status != "pending":
+            end += 1
+        if end == self._flushed:
+            return
+        with self._path.open("a") as f:
+            for candidate in self._candidates[self._flushed : end]:
+                f.write(candidate.to_json() + "\n")
+        self._flushed = end

@@ -1,0 +1,44 @@
+"""LLMCrossoverEmitter: two elites + the crossover prompt -> the LLM combines them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmatic.emitters._llm_emitter import LLMEmitterBase
+
+
+class LLMCrossoverEmitter(LLMEmitterBase):
+    """Crossover by LLM, as in LLMatic.
+
+    Each child: two distinct parents drawn uniformly from the network archive's elites
+    and the crossover instruction. The crossover prompt has its own row in the prompt
+    archive (the last prompt id), so its temperature follows the same curiosity and
+    temperature rules as the mutation prompts. All children of one ``ask`` are sampled in
+    one LLM call; nothing is asked while the archive holds fewer than two elites.
+
+    Args:
+        **kwargs: See :class:`~llmatic.emitters.LLMEmitterBase`.
+    """
+
+    operator = "crossover"
+
+    def ask(self) -> np.ndarray:
+        """Returns ``(n,)`` candidate ids, ``n`` is ``batch_size`` or 0."""
+        elites = self._elite_ids()
+        if len(elites) < 2 or self.batch_size == 0:
+            return np.empty(0, dtype=object)
+        prompt_id = len(self.prompter.mutation_prompts)
+        cells = self.prompt_archive.most_curious(1, prompt_ids=[prompt_id])
+        requests, meta = [], []
+        for _ in range(self.batch_size):
+            first, second = self.rng.choice(len(elites), size=2, replace=False)
+            a, b = self.store[elites[first]], self.store[elites[second]]
+            if cells:
+                _, cell_temperature, last_improved = cells[0]
+                temperature = self.temperature.next(cell_temperature, last_improved, self.rng)
+            else:
+                temperature = self.temperature.initial
+            instruction = self.prompter.crossover_prompt
+            requests.append(self.prompter.crossover(a.code, b.code, instruction, temperature))
+            meta.append({"parent_ids": (a.id, b.id), "prompt_id": prompt_id, "prompt": instruction})
+        return self._generate(requests, meta)

@@ -1,0 +1,154 @@
+"""What the LLM mutation and crossover emitters share: one batched LLM call per ``ask``,
+candidates recorded in the store, and curiosity credited to the prompt archive in ``tell``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ribs.archives import GridArchive
+from ribs.emitters import EmitterBase
+
+from llmatic.archives import PromptArchive
+from llmatic.candidate import CandidateStore
+from llmatic.errors import CandidateError
+from llmatic.llm.base import GenerationRequest, LLMBackend
+from llmatic.prompting import Prompter
+
+
+@dataclass(frozen=True)
+class CuriosityRule:
+    """Curiosity change of a prompt cell per child (LLMatic's defaults)."""
+
+    improved: float = 1.0  # the child entered or improved the network archive
+    not_improved: float = -0.5  # valid (or a duplicate), but no better than what is there
+    invalid: float = -1.0  # the code failed: no code, syntax error, out of space, ...
+
+
+@dataclass(frozen=True)
+class TemperatureRule:
+    """How a prompt cell's temperature moves: ``t' = clip(t +/- step + N(0, jitter))``.
+
+    ``+step`` when the cell's last child improved the network archive, ``-step``
+    otherwise; clipped to ``[low, high]``.
+    """
+
+    step: float = 0.05
+    jitter: float = 0.05
+    low: float = 0.1
+    high: float = 1.0
+    initial: float = 0.6
+
+    def next(self, temperature: float, last_improved: bool, rng: np.random.Generator) -> float:
+        moved = temperature + (self.step if last_improved else -self.step)
+        return float(np.clip(moved + rng.normal(0.0, self.jitter), self.low, self.high))
+
+
+class LLMEmitterBase(EmitterBase):
+    """Base of the LLM emitters; subclasses choose parents, prompts and temperatures.
+
+    Args:
+        archive: The network archive (solutions are candidate ids).
+        prompt_archive: Curiosity per (prompt, temperature).
+        store: Where candidates are created.
+        llm: The generation backend; called once per ``ask``.
+        prompter: Builds generation requests and turns completions into code.
+        batch_size: Candidates per ``ask``.
+        curiosity: Curiosity increments.
+        temperature: Temperature rule.
+        seed: Seed of this emitter's random choices.
+    """
+
+    operator = "llm"
+
+    def __init__(
+        self,
+        archive: GridArchive,
+        *,
+        prompt_archive: PromptArchive,
+        store: CandidateStore,
+        llm: LLMBackend,
+        prompter: Prompter,
+        batch_size: int,
+        curiosity: CuriosityRule = CuriosityRule(),
+        temperature: TemperatureRule = TemperatureRule(),
+        seed: int | None = None,
+    ) -> None:
+        if batch_size < 0:
+            raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+        EmitterBase.__init__(self, archive, solution_dim=(), bounds=None, lower_bounds=None, upper_bounds=None)
+        self.prompt_archive = prompt_archive
+        self.store = store
+        self.llm = llm
+        self.prompter = prompter
+        self.batch_size = batch_size
+        self.curiosity = curiosity
+        self.temperature = temperature
+        self.rng = np.random.default_rng(seed)
+
+    def _generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        meta: Sequence[dict],
+    ) -> np.ndarray:
+        """Samples all ``requests`` in one LLM call and records one candidate per request.
+
+        Returns:
+            ``(len(requests),)`` object array of candidate ids.
+        """
+        generations = self.llm.generate(list(requests)) if requests else []
+        ids = np.empty(len(generations), dtype=object)
+        for k, (request, generation, fields) in enumerate(zip(requests, generations, meta, strict=True)):
+            candidate = self.store.new(
+                self.operator,
+                temperature=request.temperature,
+                generation_tokens=generation.num_tokens,
+                **fields,
+            )
+            try:
+                candidate.code = self.prompter.to_code(request, generation)
+            except CandidateError as err:
+                candidate.code = request.prefill + generation.text
+                candidate.fail(err.kind, err.message)
+            ids[k] = candidate.id
+        return ids
+
+    def tell(
+        self,
+        solution: np.ndarray,
+        objective: np.ndarray,
+        measures: np.ndarray,
+        add_info: dict,
+        **fields: np.ndarray,
+    ) -> None:
+        """Credits each child's prompt cell with the curiosity rule.
+
+        Skipped children (the budget ran out) are not credited; they were never evaluated.
+        """
+        prompt_ids, temperatures, deltas, improved = [], [], [], []
+        for k, candidate_id in enumerate(solution):
+            candidate = self.store[candidate_id]
+            if candidate.status == "skipped" or candidate.prompt_id is None:
+                continue
+            entered = bool(add_info["status"][k] > 0)
+            if entered:
+                delta = self.curiosity.improved
+            elif candidate.status == "failed":
+                delta = self.curiosity.invalid
+            else:
+                delta = self.curiosity.not_improved
+            prompt_ids.append(candidate.prompt_id)
+            temperatures.append(candidate.temperature)
+            deltas.append(delta)
+            improved.append(entered)
+        self.prompt_archive.credit(prompt_ids, temperatures, deltas, improved)
+
+    def _elite_ids(self, k: int | None = None) -> list[int]:
+        """Candidate ids of the network archive's elites, best first (top ``k``)."""
+        data = self.archive.data(["solution", "objective"])
+        order = np.argsort(-data["objective"], kind="stable")
+        if k is not None:
+            order = order[:k]
+        return [int(data["solution"][i]) for i in order]

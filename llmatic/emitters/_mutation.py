@@ -1,0 +1,68 @@
+"""LLMMutationEmitter: a fit parent + a curious prompt cell -> the LLM rewrites the parent."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmatic.emitters._llm_emitter import LLMEmitterBase
+
+
+class LLMMutationEmitter(LLMEmitterBase):
+    """Mutation by LLM, as in LLMatic.
+
+    Each child: a parent drawn uniformly from the ``parents_top_k`` fittest elites of the
+    network archive; a prompt cell drawn uniformly from the ``prompts_top_k`` most curious
+    cells of the prompt archive (or, with probability ``explore`` and while the archive is
+    empty, a uniformly random prompt at the initial temperature, so that prompts the
+    initial phase did not try still get a chance); its temperature moved by :class:`~llmatic.emitters.TemperatureRule`.
+    All children of one ``ask`` are sampled in one LLM call.
+
+    Args:
+        parents_top_k: How many of the fittest elites may be parents.
+        prompts_top_k: How many of the most curious prompt cells may be used.
+        explore: Probability of a random prompt instead of a curious cell.
+        **kwargs: See :class:`~llmatic.emitters.LLMEmitterBase`.
+    """
+
+    operator = "mutation"
+
+    def __init__(
+        self,
+        archive,
+        *,
+        parents_top_k: int = 3,
+        prompts_top_k: int = 3,
+        explore: float = 0.1,
+        **kwargs,
+    ) -> None:
+        super().__init__(archive, **kwargs)
+        if parents_top_k < 1 or prompts_top_k < 1:
+            raise ValueError("parents_top_k and prompts_top_k must be >= 1")
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError(f"explore must be in [0, 1], got {explore}")
+        self.parents_top_k = parents_top_k
+        self.prompts_top_k = prompts_top_k
+        self.explore = explore
+        self.num_prompts = len(self.prompter.mutation_prompts)
+
+    def ask(self) -> np.ndarray:
+        """Returns ``(n,)`` candidate ids, ``n <= batch_size`` (0 while the archive is empty)."""
+        parents = self._elite_ids(self.parents_top_k)
+        if not parents or self.batch_size == 0:
+            return np.empty(0, dtype=object)
+        cells = self.prompt_archive.most_curious(
+            self.prompts_top_k, prompt_ids=range(self.num_prompts)
+        )
+        requests, meta = [], []
+        for _ in range(self.batch_size):
+            parent = self.store[parents[self.rng.integers(len(parents))]]
+            if not cells or self.rng.random() < self.explore:
+                prompt_id = int(self.rng.integers(self.num_prompts))
+                temperature = self.temperature.initial
+            else:
+                prompt_id, cell_temperature, last_improved = cells[self.rng.integers(len(cells))]
+                temperature = self.temperature.next(cell_temperature, last_improved, self.rng)
+            instruction = self.prompter.mutation_prompts[prompt_id]
+            requests.append(self.prompter.mutation(parent.code, instruction, temperature))
+            meta.append({"parent_ids": (parent.id,), "prompt_id": prompt_id, "prompt": instruction})
+        return self._generate(requests, meta)

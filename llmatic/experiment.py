@@ -1,0 +1,304 @@
+"""From a Hydra config to a finished run directory.
+
+``run_experiment`` builds the pieces the config names (sandbox, benchmark, LLM, archives,
+emitters, schedulers), runs :func:`llmatic.search.loop.run_search`, and always leaves the
+run's files behind, also when the search stops with an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from ribs.archives import GridArchive
+from ribs.schedulers import Scheduler
+
+from llmatic.archives import PromptArchive, make_network_archive
+from llmatic.benchmarks.base import Benchmark
+from llmatic.benchmarks.digits import DigitsBenchmark
+from llmatic.candidate import CandidateStore
+from llmatic.emitters import (
+    CuriosityRule,
+    LLMCrossoverEmitter,
+    LLMInitialEmitter,
+    LLMMutationEmitter,
+    RandomSearchEmitter,
+    RegularizedEvolutionEmitter,
+    TemperatureRule,
+)
+from llmatic.evaluation import CellEvaluator
+from llmatic.llm.base import LLMBackend
+from llmatic.nb201.cell import arch_to_code, parse_arch
+from llmatic.nb201.prompts import CellPrompter
+from llmatic.recording import RunRecorder, summarize
+from llmatic.sandbox import Sandbox, SandboxLimits
+from llmatic.search.loop import IterationStats, run_search
+from llmatic.search.scheduler import EvaluatedOnlyScheduler
+
+log = logging.getLogger(__name__)
+
+#: Modules the sandbox's zygote imports once, so that no evaluation imports them again.
+SANDBOX_PRELOAD = (
+    "llmatic.nb201.inspect",
+    "llmatic.benchmarks.digits",
+    "llmatic.benchmarks._digits_data",
+    "llmatic.measures",
+    "llmatic.training",
+)
+
+
+SEARCHES = ("llmatic", "random", "rea")
+BENCHMARKS = ("digits", "nasbench201")
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message says which and how to fix it."""
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Checks what would otherwise fail late; raises ConfigError with one clear line."""
+    search = cfg.search
+    if search.name not in SEARCHES:
+        raise ConfigError(f"search={search.name!r} is unknown; use one of {list(SEARCHES)}")
+    if cfg.benchmark.name not in BENCHMARKS:
+        raise ConfigError(f"benchmark={cfg.benchmark.name!r} is unknown; use one of {list(BENCHMARKS)}")
+    if search.budget <= 0:
+        raise ConfigError(f"search.budget must be > 0, got {search.budget}")
+    if search.batch_size < 1:
+        raise ConfigError(f"search.batch_size must be >= 1, got {search.batch_size}")
+    for name in ("width_to_depth_range", "log10_flops_range"):
+        low, high = cfg.benchmark.archive[name]
+        if not low < high:
+            raise ConfigError(
+                f"benchmark.archive.{name} must be [low, high] with low < high, got {[low, high]}"
+            )
+    try:
+        parse_arch(cfg.benchmark.seed_arch)
+    except ValueError as err:
+        raise ConfigError(f"benchmark.seed_arch: {err}") from None
+    if search.name == "llmatic":
+        if not 0.0 <= search.mutation_share <= 1.0:
+            raise ConfigError(f"search.mutation_share must be in [0, 1], got {search.mutation_share}")
+        t = search.temperature
+        if not 0 < t.low <= t.initial <= t.high:
+            raise ConfigError(
+                "search.temperature needs 0 < low <= initial <= high, "
+                f"got {t.low}, {t.initial}, {t.high}"
+            )
+        if not cfg.prompts.mutation:
+            raise ConfigError("prompts.mutation must list at least one instruction")
+
+
+def build_llm(cfg: DictConfig) -> LLMBackend:
+    """The configured LLM backend (loaded once per process)."""
+    if cfg.llm.backend != "transformers":
+        raise ConfigError(f"llm.backend={cfg.llm.backend!r} is unknown; use 'transformers'")
+    from llmatic.llm.transformers_backend import TransformersLLM
+    from llmatic.nb201.prompts import STOP
+
+    return TransformersLLM(
+        model=cfg.llm.model,
+        cache_dir=cfg.llm.cache_dir,
+        device=cfg.llm.device,
+        dtype=cfg.llm.dtype,
+        max_new_tokens=cfg.llm.max_new_tokens,
+        num_threads=cfg.llm.num_threads,
+        stop=STOP[cfg.llm.scope],
+        batch_size=cfg.llm.batch_size,
+        seed=cfg.seed,
+        top_p=cfg.llm.top_p,
+    )
+
+
+def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:
+    """The benchmark that ``benchmark.name`` names."""
+    bench = cfg.benchmark
+    if bench.name == "digits":
+        return DigitsBenchmark(
+            sandbox=sandbox,
+            channels=bench.channels,
+            cells_per_stage=bench.cells_per_stage,
+            epochs=bench.epochs,
+            batch_size=bench.batch_size,
+            lr=bench.lr,
+            weight_decay=bench.weight_decay,
+            seed=bench.train_seed,
+            device=bench.device,
+        )
+    if bench.name == "nasbench201":
+        from llmatic.benchmarks.nasbench201 import NasBench201Benchmark, NasBench201Table
+
+        return NasBench201Benchmark(
+            table=NasBench201Table.load(bench.table),
+            dataset=bench.dataset,
+            fidelity=str(bench.fidelity),
+        )
+    raise AssertionError(bench.name)  # validate_config checked the name
+
+
+def build_phases(
+    cfg: DictConfig,
+    *,
+    network_archive: GridArchive,
+    store: CandidateStore,
+    evaluator: CellEvaluator,
+    llm: LLMBackend | None,
+) -> tuple[list[tuple[str, Scheduler, Callable[[], bool]]], PromptArchive | None, LLMBackend | None]:
+    """The search's phases ``(name, scheduler, done)``, its prompt archive and its LLM.
+
+    ``search.name`` picks LLMatic (initial phase, then mutation + crossover) or a
+    baseline (random search, REA), which needs neither LLM nor prompt archive.
+    """
+    search, seed = cfg.search, cfg.seed
+    if search.name == "random":
+        emitter = RandomSearchEmitter(network_archive, store=store, batch_size=search.batch_size, seed=seed)
+        return [("random", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)], None, None
+    if search.name == "rea":
+        emitter = RegularizedEvolutionEmitter(
+            network_archive,
+            store=store,
+            batch_size=search.batch_size,
+            population_size=search.population_size,
+            tournament_size=search.tournament_size,
+            seed=seed,
+        )
+        return [("rea", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)], None, None
+    llm = llm if llm is not None else build_llm(cfg)
+    prompter = CellPrompter(
+        mutation_prompts=list(cfg.prompts.mutation),
+        crossover_prompt=cfg.prompts.crossover,
+        scope=cfg.llm.scope,
+        prompt_format=cfg.llm.prompt_format,
+        chat_template=getattr(llm, "format_chat", None),
+        constrained=cfg.llm.constrained,
+        min_changes=search.min_changes,
+        max_changes=search.max_changes,
+        avoid=evaluator.evaluated_archs if search.avoid_evaluated else frozenset(),
+    )
+    prompt_archive = PromptArchive(
+        prompts=[*prompter.mutation_prompts, prompter.crossover_prompt],
+        temperature_bins=search.temperature_bins,
+        temperature_range=(search.temperature.low, search.temperature.high),
+        seed=seed,
+    )
+    shared = {
+        "prompt_archive": prompt_archive,
+        "store": store,
+        "llm": llm,
+        "prompter": prompter,
+        "curiosity": CuriosityRule(**search.curiosity),
+        "temperature": TemperatureRule(**search.temperature),
+    }
+    initial = LLMInitialEmitter(
+        network_archive,
+        seed_code=arch_to_code(cfg.benchmark.seed_arch),
+        batch_size=search.init_children,
+        seed=seed,
+        **shared,
+    )
+    num_mutation = round(search.batch_size * search.mutation_share)
+    mutation = LLMMutationEmitter(
+        network_archive,
+        batch_size=num_mutation,
+        parents_top_k=search.parents_top_k,
+        prompts_top_k=search.prompts_top_k,
+        explore=search.explore,
+        seed=seed + 1,
+        **shared,
+    )
+    crossover = LLMCrossoverEmitter(
+        network_archive, batch_size=search.batch_size - num_mutation, seed=seed + 2, **shared
+    )
+    phases = [
+        ("init", EvaluatedOnlyScheduler(network_archive, [initial]), lambda: initial.done),
+        ("main", EvaluatedOnlyScheduler(network_archive, [mutation, crossover]), lambda: False),
+    ]
+    return phases, prompt_archive, llm
+
+
+def run_experiment(cfg: DictConfig, run_dir: str | Path, *, llm: LLMBackend | None = None) -> dict:
+    """Runs the configured search into ``run_dir``; returns the summary.
+
+    Args:
+        cfg: The composed config (``conf/config.yaml``).
+        run_dir: Where the run's files go.
+        llm: A backend to use instead of the configured one (tests pass a scripted one).
+    """
+    validate_config(cfg)
+    start = time.perf_counter()
+    recorder = RunRecorder(run_dir)
+    (recorder.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    store = CandidateStore(path=recorder.run_dir / "candidates.jsonl")
+    search, bench = cfg.search, cfg.benchmark
+    limits = SandboxLimits(
+        wall_time_s=cfg.sandbox.wall_time_s,
+        memory_mb=cfg.sandbox.memory_mb,
+        num_threads=cfg.sandbox.num_threads,
+    )
+    network_archive = make_network_archive(
+        dims=list(bench.archive.dims),
+        width_to_depth_range=tuple(bench.archive.width_to_depth_range),
+        log10_flops_range=tuple(bench.archive.log10_flops_range),
+        seed=cfg.seed,
+    )
+    with Sandbox(limits=limits, preload=SANDBOX_PRELOAD) as sandbox:
+        evaluator = CellEvaluator(sandbox=sandbox, benchmark=build_benchmark(cfg, sandbox))
+        phases, prompt_archive, llm = build_phases(
+            cfg, network_archive=network_archive, store=store, evaluator=evaluator, llm=llm
+        )
+
+        def save_archives() -> None:
+            recorder.save_archives(network_archive, prompt_archive.archive if prompt_archive else None)
+
+        def on_iteration(stats: IterationStats) -> None:
+            recorder.log_iteration(stats)
+            if stats.iteration % cfg.output.snapshot_every == 0:
+                save_archives()
+
+        try:
+            run_search(
+                phases=phases,
+                store=store,
+                evaluator=evaluator,
+                prompt_archive=prompt_archive,
+                budget=search.budget,
+                max_candidates=search.max_candidates or 10 * search.budget,
+                on_iteration=on_iteration,
+            )
+        finally:
+            # Whatever happened, keep what was finished.
+            store.flush()
+            save_archives()
+            summary = summarize(
+                store, evaluations=evaluator.evaluations, budget=search.budget, network=network_archive
+            )
+            if prompt_archive is not None:
+                summary["prompt_archive"] = {
+                    "cells": int(prompt_archive.archive.cells),
+                    "filled_cells": len(prompt_archive.archive),
+                }
+            summary["seconds"] = {
+                "total": time.perf_counter() - start,
+                "inspect_code": evaluator.inspect_seconds,
+                "benchmark": evaluator.benchmark_seconds,
+                "llm": getattr(llm, "total_seconds", None),
+            }
+            summary["llm_tokens"] = getattr(llm, "total_tokens", None)
+            recorder.write_summary(summary)
+    if cfg.output.plots:
+        from llmatic.plotting import plot_run
+
+        plot_run(recorder.run_dir)
+    best = summary["best"]
+    log.info(
+        "done: %d evaluations, %d candidates in %.0f s; best val %.2f%% (test %.2f%%) %s; "
+        "network archive %d/%d cells; files in %s",
+        summary["evaluations"], summary["candidates"], summary["seconds"]["total"],
+        best["val_accuracy"] if best else float("nan"), best["test_accuracy"] if best else float("nan"),
+        best["arch"] if best else "-", summary["network_archive"]["filled_cells"],
+        summary["network_archive"]["cells"], recorder.run_dir,
+    )
+    return summary

@@ -1,0 +1,42 @@
+"""Sandbox target: untrusted cell code -> canonical arch string.
+
+Runs only inside the sandbox's child process (it executes the code).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from llmatic.errors import CandidateError
+from llmatic.nb201.cell import CELL_CLASS_NAME
+from llmatic.nb201.mapping import cell_to_arch
+from llmatic.nb201.ops import OPS
+from llmatic.network_code import instantiate
+
+#: What cell code may use without importing it.
+CELL_NAMESPACE = {"torch": torch, "nn": nn, "OPS": OPS}
+
+
+def inspect_cell(payload: dict) -> dict:
+    """Payload ``{"code": str, "channels": int, "size": int}`` -> ``{"arch": str}``.
+
+    Builds the cell on ``channels`` channels, checks that a ``(2, channels, size, size)``
+    input comes out with the same shape, and maps the module to its arch string.
+
+    Raises:
+        CandidateError: ``syntax_error``, ``no_module``, ``build_error``,
+            ``forward_error``, ``wrong_output_shape`` or ``out_of_space``.
+    """
+    channels, size = int(payload.get("channels", 4)), int(payload.get("size", 8))
+    cell = instantiate(payload["code"], CELL_CLASS_NAME, CELL_NAMESPACE, channels)
+    x = torch.randn(2, channels, size, size)
+    try:
+        with torch.no_grad():
+            y = cell(x)
+    except Exception as err:
+        raise CandidateError("forward_error", f"{type(err).__name__}: {err}") from None
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise CandidateError("wrong_output_shape", f"cell maps {tuple(x.shape)} to {shape}")
+    return {"arch": cell_to_arch(cell)}

@@ -1,0 +1,266 @@
+"""Prompts that ask an LLM to edit NAS-Bench-201 cells written as code.
+
+Two *scopes*:
+
+- ``edges`` (default for small models): the model continues a prefilled
+  ``self.edge_0_1 = OPS["`` and writes only the six edge lines; the project appends the
+  standard forward pass. A small model writes far fewer tokens and far fewer broken
+  classes this way, and the code it writes is still what decides the architecture.
+- ``class``: the model writes the whole class, constructor and forward (for models that
+  can; the mapping then checks the forward pass it wrote).
+
+Two *formats*: ``completion`` (LLMatic's: code, then the instruction as a docstring, for
+base models) and ``chat`` (the same content as a user message through the model's chat
+template, with the answer prefilled the same way, for instruct models).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Container, Sequence
+
+from llmatic.errors import CandidateError
+from llmatic.llm.base import Generation, GenerationRequest
+from llmatic.llm.extraction import extract_class_code
+from llmatic.nb201.cell import CELL_CLASS_NAME, CELL_FORWARD, CELL_HEADER, CELL_PREAMBLE, EDGES, format_arch
+from llmatic.nb201.ops import OP_NAMES
+
+SCOPES = ("edges", "class")
+FORMATS = ("completion", "chat")
+_EDGE_PREFILL = CELL_HEADER + '        self.edge_0_1 = OPS["'
+
+#: Stop sequences that end a completion, per scope.
+STOP = {
+    "edges": ("\n\n", "def ", "\nclass ", '"""', "```"),
+    "class": ("\nclass ", '\n"""', "\n#", "\nif __name__", "\n\n\n", "```"),
+}
+
+
+class EdgeLinesConstraint:
+    """The six edge lines after the ``edges`` prefill, as a constrained-decoding grammar.
+
+    Everything between the operation names is the fixed text of the lines; the model
+    chooses each operation among ``allowed[k]`` for edge ``k``. With a ``reference`` (the
+    parent's operations) the number of edges that differ from it is kept within
+    ``[min_changes, max_changes]``: a trust region that makes every edit a real, local
+    edit. A :class:`~llmatic.llm.constraints.TextConstraint`.
+
+    Args:
+        allowed: Per edge (in :data:`~llmatic.nb201.cell.EDGES` order), the operations the
+            model may write; all five when None.
+        reference: The parent's six operations, or None for no change limits.
+        min_changes: Fewest edges that must differ from ``reference``.
+        max_changes: Most edges that may differ from ``reference``.
+        avoid: Arch strings the completion should not spell (those evaluated already):
+            the last edge's choices that would complete one are removed, unless that
+            leaves none. A live view is fine; it is read at every step.
+    """
+
+    def __init__(
+        self,
+        *,
+        allowed: Sequence[Sequence[str]] | None = None,
+        reference: Sequence[str] | None = None,
+        min_changes: int = 0,
+        max_changes: int = len(EDGES),
+        avoid: Container[str] = frozenset(),
+    ) -> None:
+        self.avoid = avoid
+        self.allowed = [list(a) for a in allowed] if allowed else [list(OP_NAMES)] * len(EDGES)
+        self.reference = list(reference) if reference is not None else None
+        if not 0 <= min_changes <= max_changes:
+            raise ValueError(f"need 0 <= min_changes <= max_changes, got {min_changes}, {max_changes}")
+        self.min_changes, self.max_changes = min_changes, max_changes
+        # Fixed text after operation k: the rest of its line and the head of the next.
+        self.fixed = [
+            f'"](C)\n        self.edge_{i}_{j} = OPS["' for i, j in EDGES[1:]
+        ] + ['"](C)\n']
+
+    def _options(self, slot: int, changes: int, chosen: list[str]) -> list[str]:
+        """Operations edge ``slot`` may take after ``chosen`` (with ``changes`` changes)."""
+        options = self.allowed[slot]
+        if self.reference is not None:
+            same = self.reference[slot]
+            if changes >= self.max_changes:
+                options = [o for o in options if o == same]
+            elif self.min_changes - changes >= len(EDGES) - slot:  # must change from here on
+                options = [o for o in options if o != same]
+        if slot == len(EDGES) - 1 and self.avoid:
+            new = [o for o in options if format_arch(dict(zip(EDGES, [*chosen, o]))) not in self.avoid]
+            options = new or options
+        return options
+
+    def continuations(self, text: str) -> list[str] | None:
+        pos, changes, ops = 0, 0, []
+        for slot in range(len(EDGES)):
+            rest = text[pos:]
+            options = self._options(slot, changes, ops)
+            chosen = next((o for o in options if rest.startswith(o)), None)
+            if chosen is None:
+                partial = [o for o in options if o.startswith(rest)]
+                if not partial:
+                    return None
+                # The rest of this name, its fixed text: enough lookahead for any token.
+                return [o[len(rest) :] + self.fixed[slot] for o in partial]
+            pos += len(chosen)
+            ops.append(chosen)
+            if self.reference is not None and chosen != self.reference[slot]:
+                changes += 1
+            rest = text[pos:]
+            fixed = self.fixed[slot]
+            if rest.startswith(fixed):
+                pos += len(fixed)
+                continue
+            if not fixed.startswith(rest):
+                return None
+            if slot + 1 == len(EDGES):
+                return [fixed[len(rest) :]]
+            return [fixed[len(rest) :] + o for o in self._options(slot + 1, changes, ops)]
+        return [] if pos == len(text) else None
+
+
+class CellPrompter:
+    """Builds cell-editing requests and turns completions into cell code.
+
+    Args:
+        mutation_prompts: Instructions for mutation (prompt id = position).
+        crossover_prompt: Instruction for crossover.
+        scope: ``edges`` or ``class`` (see the module docstring).
+        prompt_format: ``completion`` or ``chat``.
+        chat_template: Wraps a user message into the model's chat format; needed for
+            ``chat`` (e.g. ``TransformersLLM.format_chat``).
+        constrained: With scope ``edges``, constrain decoding to the six edge lines
+            (:class:`EdgeLinesConstraint`): the model picks each operation, the grammar
+            keeps the lines well-formed.
+        min_changes: With ``constrained``: fewest edges a mutation must change.
+        max_changes: With ``constrained``: most edges a mutation may change.
+        avoid: With ``constrained``: arch strings not to propose again (a live view of
+            the evaluated ones: the LLM's samples then go to new architectures).
+    """
+
+    def __init__(
+        self,
+        *,
+        mutation_prompts: Sequence[str],
+        crossover_prompt: str,
+        scope: str = "edges",
+        prompt_format: str = "completion",
+        chat_template: Callable[[str], str] | None = None,
+        constrained: bool = True,
+        min_changes: int = 1,
+        max_changes: int = 2,
+        avoid: Container[str] = frozenset(),
+    ) -> None:
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        if prompt_format not in FORMATS:
+            raise ValueError(f"prompt_format must be one of {FORMATS}, got {prompt_format!r}")
+        if prompt_format == "chat" and chat_template is None:
+            raise ValueError("prompt_format='chat' needs a chat_template (the model has none?)")
+        if not mutation_prompts:
+            raise ValueError("mutation_prompts must not be empty")
+        self.mutation_prompts = list(mutation_prompts)
+        self.crossover_prompt = crossover_prompt
+        self.scope = scope
+        self.prompt_format = prompt_format
+        self.chat_template = chat_template
+        self.constrained = constrained
+        self.min_changes, self.max_changes = min_changes, max_changes
+        self.avoid = avoid
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        return STOP[self.scope]
+
+    def mutation(self, parent_code: str, instruction: str, temperature: float) -> GenerationRequest:
+        constraint = None
+        if self.scope == "edges" and self.constrained:
+            constraint = EdgeLinesConstraint(
+                reference=_edge_ops(parent_code),
+                min_changes=self.min_changes,
+                max_changes=self.max_changes,
+                avoid=self.avoid,
+            )
+        return self._request(parent_code.rstrip() + "\n", instruction, temperature, constraint)
+
+    def crossover(
+        self, code_a: str, code_b: str, instruction: str, temperature: float
+    ) -> GenerationRequest:
+        constraint = None
+        if self.scope == "edges" and self.constrained:
+            # Each edge comes from one of the parents; the model chooses which.
+            ops_a, ops_b = _edge_ops(code_a), _edge_ops(code_b)
+            constraint = EdgeLinesConstraint(
+                allowed=[sorted({a, b}) for a, b in zip(ops_a, ops_b, strict=True)],
+                avoid=self.avoid,
+            )
+        code = f"{code_a.rstrip()}\n\n\n{code_b.rstrip()}\n"
+        return self._request(code, instruction, temperature, constraint)
+
+    def _request(
+        self, code: str, instruction: str, temperature: float, constraint: EdgeLinesConstraint | None
+    ) -> GenerationRequest:
+        prefill = _EDGE_PREFILL if self.scope == "edges" else CELL_HEADER
+        if self.prompt_format == "completion":
+            prompt = f'{CELL_PREAMBLE}\n{code}\n\n"""{instruction}"""\n'
+        else:
+            message = (
+                f"{CELL_PREAMBLE}\n{code}\n\n{instruction} "
+                f"Answer with the new {CELL_CLASS_NAME} class only."
+            )
+            prompt = self.chat_template(message)
+        return GenerationRequest(
+            prompt=prompt, temperature=temperature, prefill=prefill, constraint=constraint
+        )
+
+    def to_code(self, request: GenerationRequest, generation: Generation) -> str:
+        """The cell's source code.
+
+        Raises:
+            CandidateError: ``no_code`` or ``syntax_error``.
+        """
+        text = request.prefill + generation.text
+        if self.scope == "class":
+            return extract_class_code(text, class_name=CELL_CLASS_NAME)
+        # The edge lines are all the model wrote: every one of them must parse.
+        code = _constructor_lines(text) + CELL_FORWARD
+        try:
+            ast.parse(code)
+        except SyntaxError as err:
+            raise CandidateError("syntax_error", f"line {err.lineno}: {err.msg}") from None
+        return code
+
+
+def _constructor_lines(text: str) -> str:
+    """The prefilled header and the constructor lines the model wrote after it.
+
+    Keeps lines while they are indented constructor statements; anything after (a
+    forward the model started anyway, prose) is dropped: the standard forward follows.
+    """
+    lines = text.splitlines()
+    kept = lines[:3]  # class line, def __init__, super().__init__()
+    for line in lines[3:]:
+        if not line.startswith("        ") or not line.strip():
+            break
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def _edge_ops(cell_code: str) -> list[str]:
+    """The six operations of a parent cell written like :func:`arch_to_code` writes it.
+
+    Parents in the archive were all mapped to an arch; their code is re-rendered from it
+    when it is not in the canonical layout, so this reads the canonical form only.
+    """
+    tree = ast.parse(cell_code)
+    ops: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Attribute)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Subscript)
+            and isinstance(node.value.func.slice, ast.Constant)
+        ):
+            ops[node.targets[0].attr] = node.value.func.slice.value
+    return [ops.get(f"edge_{i}_{j}", "none") for i, j in EDGES]

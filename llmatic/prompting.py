@@ -1,0 +1,33 @@
+"""The interface between emitters and a search space's prompt format."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from llmatic.llm.base import Generation, GenerationRequest
+
+
+class Prompter(Protocol):
+    """Builds LLM requests for one search space and turns completions into code.
+
+    Attributes:
+        mutation_prompts: The mutation instructions; prompt id ``i`` is entry ``i``.
+        crossover_prompt: The crossover instruction (prompt id ``len(mutation_prompts)``).
+    """
+
+    mutation_prompts: list[str]
+    crossover_prompt: str
+
+    def mutation(self, parent_code: str, instruction: str, temperature: float) -> GenerationRequest:
+        """The request that asks the LLM to rewrite ``parent_code`` as ``instruction`` says."""
+        ...
+
+    def crossover(
+        self, code_a: str, code_b: str, instruction: str, temperature: float
+    ) -> GenerationRequest:
+        """The request that asks the LLM to combine two parents."""
+        ...
+
+    def to_code(self, request: GenerationRequest, generation: Generation) -> str:
+        """The candidate's source code; raises ``CandidateError`` if there is none."""
+        ...

@@ -1,0 +1,193 @@
+"""What one forked child does: lock itself down, call the target, send back JSON, exit.
+
+Everything here runs in the child, right after the zygote's ``fork()``. The order is
+deliberate: limits and isolation come first, and untrusted code (which only the target
+runs) comes last, after every descriptor that leads back to the zygote is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import json
+import os
+import resource
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from llmatic.errors import FAILURE_KINDS, CandidateError
+from llmatic.sandbox._protocol import one_line
+
+_PR_SET_PDEATHSIG = 1
+#: libc, loaded once in the zygote rather than in every child.
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    _LIBC = None
+#: Exit code of a child whose own set-up failed before it could report anything.
+SETUP_FAILED = 70
+
+
+def main(
+    request: dict[str, Any],
+    *,
+    result_fd: int,
+    close_fds: Sequence[int],
+    workdir: str,
+    zygote_pid: int,
+) -> NoReturn:
+    """Runs one call in the freshly forked child and never returns.
+
+    Args:
+        request: ``{"target": ..., "payload": ..., "limits": ...}`` from the parent.
+        result_fd: Write end of the result pipe; the envelope goes there.
+        close_fds: The zygote's descriptors (control socket, wake-up pipe, status
+            sockets), closed before untrusted code can get at them.
+        workdir: The fresh empty directory the zygote made for this call.
+        zygote_pid: The zygote's pid, to notice if it died before we armed the
+            parent-death signal.
+    """
+    code = SETUP_FAILED
+    try:
+        limits = request["limits"]
+        _isolate(limits, close_fds=close_fds, workdir=workdir, zygote_pid=zygote_pid)
+        # Later hardening goes here, before the target is imported: a network namespace
+        # (unshare(CLONE_NEWNET)) and the AST pre-filter of the candidate code.
+        envelope = _call(request["target"], request["payload"], limits)
+        _send(result_fd, envelope, cap=limits["max_output_bytes"])
+        code = 0
+    finally:
+        # Never fall back into the zygote's loop, and skip the zygote's atexit handlers.
+        os._exit(code)
+
+
+def _isolate(
+    limits: dict[str, Any], *, close_fds: Sequence[int], workdir: str, zygote_pid: int
+) -> None:
+    """Applies the limits, leaves the zygote's session, cuts every channel but the result."""
+    _set_rlimits(limits)
+    # Its own process group (and session), so the zygote can kill it and everything it
+    # starts with one killpg.
+    os.setsid()
+    # The zygote uses SIGCHLD and a wake-up fd for its loop; the target must not.
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _die_with_zygote(zygote_pid)
+    for fd in close_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    # Printing a gigabyte must cost nothing and block nothing.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.chdir(workdir)
+    os.environ["TMPDIR"] = workdir
+    tempfile.tempdir = workdir
+    # Python's random reseeds itself after fork; numpy's global generator does not, and
+    # without this every child would draw the same numbers. (Only if the zygote imported
+    # numpy.random: a fresh import in the child seeds itself, and importing it costs 10 ms.)
+    # torch's default generator starts from a fixed seed in a fresh process too: left alone.
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed(int.from_bytes(os.urandom(4), "little"))
+    if limits["num_threads"] is not None:
+        import torch
+
+        torch.set_num_threads(int(limits["num_threads"]))
+
+
+def _set_rlimits(limits: dict[str, Any]) -> None:
+    # No core dumps: a segfaulting candidate must not write gigabytes to disk.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if limits["memory_mb"] is not None:
+        cap = int(limits["memory_mb"]) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    cpu = max(1, int(-(-float(limits["cpu_time_s"]) // 1)))
+    # SIGXCPU at the soft limit; SIGKILL one second later if the code ignores it.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    if limits["max_processes"] is not None:
+        count = int(limits["max_processes"])
+        resource.setrlimit(resource.RLIMIT_NPROC, (count, count))
+
+
+def _die_with_zygote(zygote_pid: int) -> None:
+    """SIGKILL this child when the zygote dies, so a killed zygote leaves no runaway."""
+    try:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except AttributeError:  # no libc, or no prctl: not Linux
+        return
+    if os.getppid() != zygote_pid:  # it died before prctl took effect
+        os._exit(SETUP_FAILED)
+
+
+def _call(target: str, payload: dict, limits: dict[str, Any]) -> dict[str, Any]:
+    """Imports and calls the target; any failure becomes an error envelope."""
+    module_name, function_name = target.split(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except BaseException as err:  # the parent must hear of it, whatever it is
+        return _failure("exception", f"cannot import target {target!r}: {_describe(err)}")
+    try:
+        value = function(payload)
+    except CandidateError as err:
+        kind = err.kind if err.kind in FAILURE_KINDS else "exception"
+        return _failure(kind, _text(err.message))
+    except MemoryError as err:
+        return _failure("out_of_memory", _describe(err))
+    except BaseException as err:  # SystemExit from the candidate too
+        kind = "out_of_memory" if _looks_like_oom(err) else "exception"
+        return _failure(kind, _describe(err))
+    if not isinstance(value, dict):
+        return _failure("exception", f"target returned {type(value).__name__}, not a dict")
+    return {"ok": True, "value": value}
+
+
+def _send(fd: int, envelope: dict[str, Any], *, cap: int) -> None:
+    """Writes the envelope as JSON to ``fd``; an over-size result becomes an error."""
+    try:
+        data = json.dumps(envelope).encode()
+    except MemoryError as err:
+        data = json.dumps(_failure("out_of_memory", _describe(err))).encode()
+    except (TypeError, ValueError, RecursionError) as err:
+        data = json.dumps(_failure("exception", f"result is not JSON: {_describe(err)}")).encode()
+    if len(data) > cap:
+        message = f"the result is {len(data)} bytes of JSON, over max_output_bytes={cap}"
+        data = json.dumps(_failure("exception", message)).encode()
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:  # the parent stopped listening; nothing more to do
+        pass
+
+
+def _looks_like_oom(err: BaseException) -> bool:
+    if type(err).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
+        return True
+    text = _text(err) if isinstance(err, RuntimeError) else ""
+    return any(
+        marker in text
+        for marker in ("can't allocate memory", "DefaultCPUAllocator", "out of memory")
+    )
+
+
+def _describe(err: BaseException) -> str:
+    text = _text(err)
+    return one_line(f"{type(err).__name__}: {text}" if text else type(err).__name__)
+
+
+def _text(err: Any) -> str:
+    try:
+        return str(err)
+    except BaseException:  # a hostile __str__
+        return "<unprintable>"
+
+
+def _failure(kind: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "kind": kind, "error": one_line(message)}

@@ -1,0 +1,435 @@
+"""The parent's side: :class:`Sandbox` starts the zygote, submits calls, judges what comes back.
+
+The parent (the search, which may hold a large LLM and many threads) never forks: the
+zygote is started with ``subprocess`` (fork+exec in C, safe with threads) and everything
+else is sockets and pipes. Nothing the child sends is unpickled: the result is JSON read
+with a size cap, and the exit status comes from the trusted zygote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from llmatic.errors import FAILURE_KINDS
+from llmatic.sandbox._protocol import one_line, parse_target, scrub_env, send_frame
+from llmatic.sandbox._types import SandboxLimits, SandboxResult
+
+_BOOT = (
+    "import json, sys; config = json.loads(sys.argv[1]); sys.path[:] = config['sys_path']; "
+    "from llmatic.sandbox._zygote import main; main(config)"
+)
+#: How long the zygote may take to import torch and the preload modules, in seconds.
+_STARTUP_TIMEOUT_S = 300.0
+#: How long past a call's wall-clock limit the parent waits for the zygote's report
+#: before it decides the zygote is wedged, in seconds.
+_GRACE_S = 30.0
+#: ``(error_kind, value, error)``: ``(None, value, None)`` on success.
+_Outcome = tuple[str | None, dict | None, str | None]
+#: Limit on a control-socket send, in seconds; a zygote that does not take a request
+#: in that time is treated as dead.
+_SEND_TIMEOUT_S = 10.0
+
+
+class _Server:
+    """One zygote process and the parent's end of its control socket."""
+
+    def __init__(self, proc: subprocess.Popen, control: socket.socket) -> None:
+        self.proc = proc
+        self.control = control
+
+    @classmethod
+    def start(cls, preload: Sequence[str]) -> _Server:
+        """Starts a zygote and waits until it has imported torch and ``preload``.
+
+        Raises:
+            ImportError: A preload module (or torch) cannot be imported.
+            RuntimeError: The zygote died or hung during start-up.
+        """
+        control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = {
+            "control_fd": theirs.fileno(),
+            "preload": list(preload),
+            "sys_path": [path or os.getcwd() for path in sys.path],
+        }
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, json.dumps(config)],
+                pass_fds=(theirs.fileno(),),
+                env=scrub_env(os.environ),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                # Out of the terminal's process group: Ctrl-C goes to the search only.
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        server = cls(proc, control)
+        try:
+            control.settimeout(_STARTUP_TIMEOUT_S)
+            message = control.recv(65536)
+            reply = json.loads(message) if message else {}
+        except (OSError, ValueError):
+            reply = {}
+        if reply.get("ready"):
+            control.settimeout(_SEND_TIMEOUT_S)
+            return server
+        server.stop()
+        if "error" in reply:
+            raise ImportError(f"the sandbox server could not preload: {reply['error']}")
+        raise RuntimeError(f"the sandbox server failed to start (exit code {proc.returncode})")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Closes the control socket (the zygote then kills its children and exits)."""
+        self.control.close()
+        try:
+            self.proc.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Sandbox:
+    """Runs trusted functions that execute untrusted code, each call in a fresh child process.
+
+    A zygote process imports torch and ``preload`` once; every :meth:`run` forks a child
+    from it (a few milliseconds), which applies ``limits``, leaves for its own session
+    and process group, closes the zygote's descriptors, sends stdout and stderr to
+    ``/dev/null``, works in a fresh empty directory (removed afterwards) and calls the
+    target. The zygote's environment is an allow-list of the parent's (see
+    :func:`llmatic.sandbox._protocol.scrub_env`), so secrets never reach the children.
+
+    Calls may run concurrently from several threads; each gets its own child.
+
+    Known gaps, for the hardening still to come: the children run as the parent's user
+    (as root they can lift their rlimits or read ``/proc/<parent>/environ``), share its
+    network, and a grandchild that leaves the process group with ``setsid`` outlives
+    the call; namespaces and an AST pre-filter are the next steps
+    (see :func:`llmatic.sandbox._child.main`).
+
+    Args:
+        limits: Resource limits of every call.
+        preload: Modules the zygote imports once, besides torch; the target's own module
+            belongs here, so that no call pays for importing it. They must not run torch
+            ops at import time (the zygote forks; OpenMP thread pools do not survive that).
+
+    Raises:
+        ImportError: A preload module cannot be imported.
+        RuntimeError: The zygote failed to start.
+    """
+
+    def __init__(
+        self, *, limits: SandboxLimits = SandboxLimits(), preload: Sequence[str] = ()  # noqa: B008
+    ) -> None:
+        self._limits = limits
+        self._preload = tuple(preload)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._server: _Server | None = None
+        self._finalizer: weakref.finalize | None = None
+        with self._lock:
+            self._ensure_server()
+
+    @property
+    def limits(self) -> SandboxLimits:
+        """The limits every call runs under."""
+        return self._limits
+
+    @property
+    def server_pid(self) -> int | None:
+        """Pid of the current zygote process; ``None`` once closed."""
+        server = self._server
+        return None if server is None else server.pid
+
+    def run(self, target: str, payload: dict) -> SandboxResult:
+        """Calls ``target(payload)`` in a fresh child and returns what happened.
+
+        It never raises for anything the child does: failures come back as a result with
+        ``error_kind`` set (see :data:`llmatic.errors.FAILURE_KINDS`).
+
+        Args:
+            target: ``"package.module:function"``, a function of trusted code that takes
+                the payload and returns a JSON-serialisable dict.
+            payload: The JSON-serialisable argument of the target.
+
+        Returns:
+            The outcome; ``seconds`` is the wall time of the whole call.
+
+        Raises:
+            ValueError: ``target`` is malformed or ``payload`` is not JSON-serialisable.
+            RuntimeError: The sandbox is closed.
+        """
+        parse_target(target)
+        try:
+            request = json.dumps(
+                {"target": target, "payload": payload, "limits": self._limits.to_request()}
+            ).encode()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"payload is not JSON-serialisable: {err}") from None
+        start = time.monotonic()
+        # A zygote found dead before the child was forked is replaced and the call retried
+        # once: the call never started, so nobody can tell.
+        outcome = self._attempt(request, start) or self._attempt(request, start)
+        kind, value, error = outcome or ("crashed", None, "could not reach the sandbox server")
+        return SandboxResult(
+            ok=kind is None,
+            value=value,
+            error_kind=kind,
+            error=error,
+            seconds=time.monotonic() - start,
+        )
+
+    def close(self) -> None:
+        """Stops the zygote; its children die with it. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._discard(self._server)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _ensure_server(self) -> _Server:
+        """The running zygote, (re)started if needed. Call with the lock held."""
+        if self._closed:
+            raise RuntimeError("the sandbox is closed")
+        if self._server is not None and not self._server.alive():
+            self._discard(self._server)
+        if self._server is None:
+            self._server = _Server.start(self._preload)
+            self._finalizer = weakref.finalize(self, self._server.stop)
+        return self._server
+
+    def _discard(self, server: _Server | None) -> None:
+        """Stops ``server`` if it is the current one. Call with the lock held."""
+        if server is None or server is not self._server:
+            return
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        self._server = None
+        server.stop()
+
+    def _attempt(self, request: bytes, start: float) -> _Outcome | None:
+        """One try at a call; ``None`` if the zygote died before forking the child."""
+        result_r, result_w = os.pipe()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        reader = _Reader(mine, result_r, cap=self._limits.max_output_bytes)
+        try:
+            with self._lock:
+                try:
+                    server = self._ensure_server()
+                    try:
+                        socket.send_fds(server.control, [b"r"], [result_w, theirs.fileno()])
+                    except OSError:
+                        self._discard(server)
+                        return None
+                finally:
+                    # The zygote holds its own copies now; the child's ends must not
+                    # stay open here, or we would never see the result pipe's EOF.
+                    os.close(result_w)
+                    theirs.close()
+            try:
+                send_frame(mine, request)
+            except OSError:
+                self._forget(server)
+                return None
+            deadline = start + self._limits.wall_time_s + _GRACE_S
+            if not reader.collect(deadline):
+                # The zygote missed the deadline by far: it is wedged. Kill and replace it.
+                if reader.pid is not None:
+                    _kill_group(reader.pid)
+                self._forget(server)
+                return "timeout", None, "no report from the sandbox server; it was restarted"
+            if reader.server_died:
+                self._forget(server)
+                if reader.pid is None:
+                    return None
+        finally:
+            reader.close()
+        return _judge(reader, self._limits)
+
+    def _forget(self, server: _Server) -> None:
+        """Stops a zygote found dead (or wedged), so the next call starts a fresh one."""
+        with self._lock:
+            self._discard(server)
+
+class _Reader:
+    """Collects the child's result (at most ``cap`` bytes) and the zygote's reports.
+
+    It owns both descriptors: :meth:`close` closes whichever is still open, exactly once
+    (closing an fd number twice could hit another thread's newly opened file).
+    """
+
+    def __init__(self, status: socket.socket, result_fd: int, *, cap: int) -> None:
+        self.pid: int | None = None
+        self.exit: dict[str, Any] | None = None
+        self.server_error: str | None = None
+        self.server_died = False
+        self.data = bytearray()
+        self.overflow = False
+        self.status = status
+        self._result_fd = result_fd
+        self._result_open = True
+        self._result_closed = False
+        self._cap = cap
+        self._lines = bytearray()
+
+    def collect(self, deadline: float) -> bool:
+        """Reads until the zygote reports the exit (or dies); False past ``deadline``."""
+        poller = select.poll()
+        poller.register(self.status, select.POLLIN)
+        poller.register(self._result_fd, select.POLLIN)
+        while self.exit is None and self.server_error is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            for fd, _ in poller.poll(math.ceil(remaining * 1000)):
+                if fd == self._result_fd and self._result_open:
+                    if not self._read_result():
+                        poller.unregister(self._result_fd)
+                elif fd == self.status.fileno():
+                    self._read_status()
+        if self._result_open:
+            # The child has exited, so what it wrote is in the pipe; don't wait for an
+            # EOF that a runaway grandchild holding the pipe could withhold.
+            os.set_blocking(self._result_fd, False)
+            with contextlib.suppress(BlockingIOError):
+                while self._read_result():
+                    pass
+        return True
+
+    def _read_result(self) -> bool:
+        """One read from the result pipe; False once it is finished with."""
+        chunk = os.read(self._result_fd, min(1 << 16, self._cap + 1 - len(self.data)))
+        if not chunk:
+            self._result_open = False
+            return False
+        self.data += chunk
+        if len(self.data) > self._cap:
+            # Stop listening: the child gets EPIPE, and we never hold more than the cap.
+            self.overflow = True
+            self._result_open = False
+            self._close_result()
+            return False
+        return True
+
+    def close(self) -> None:
+        self.status.close()
+        self._close_result()
+
+    def _close_result(self) -> None:
+        if not self._result_closed:
+            self._result_closed = True
+            os.close(self._result_fd)
+
+    def _read_status(self) -> None:
+        try:
+            chunk = self.status.recv(1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.server_died = True
+            self.server_error = "the sandbox server died during the call"
+            return
+        self._lines += chunk
+        while b"\n" in self._lines:
+            line, _, rest = bytes(self._lines).partition(b"\n")
+            self._lines = bytearray(rest)
+            message = json.loads(line)
+            if "pid" in message:
+                self.pid = int(message["pid"])
+            elif "exit" in message:
+                self.exit = message["exit"]
+            elif "error" in message:
+                self.server_error = f"could not start the child: {message['error']}"
+
+
+def _judge(reader: _Reader, limits: SandboxLimits) -> _Outcome:
+    """Turns what the reader collected into ``(error_kind, value, error)``."""
+    if reader.exit is None:
+        if reader.pid is not None:
+            _kill_group(reader.pid)  # the child's PDEATHSIG does not reach its own children
+        return "crashed", None, reader.server_error
+    report = reader.exit
+    status = int(report["status"])
+    if report.get("shutdown"):
+        return "crashed", None, "the sandbox was closed during the call"
+    if report["timed_out"]:
+        return "timeout", None, f"wall-clock limit of {limits.wall_time_s:g} s exceeded"
+    if reader.overflow:
+        return "exception", None, f"the child sent over max_output_bytes={limits.max_output_bytes}"
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        name = _signal_name(signum)
+        cpu_limit = limits.resolved_cpu_time_s()
+        if signum == signal.SIGXCPU or (
+            signum == signal.SIGKILL and float(report["cpu_s"]) >= math.ceil(cpu_limit)
+        ):
+            return "timeout", None, f"CPU-time limit of {cpu_limit:g} s exceeded ({name})"
+        hint = " (the kernel's OOM killer sends SIGKILL)" if signum == signal.SIGKILL else ""
+        return "crashed", None, f"killed by signal {name}{hint}"
+    code = os.WEXITSTATUS(status)
+    if code != 0:
+        return "crashed", None, f"exited with code {code}"
+    if not reader.data:
+        return "crashed", None, "exited with code 0 without sending a result"
+    return _unpack(bytes(reader.data))
+
+
+def _unpack(data: bytes) -> _Outcome:
+    """Validates the child's envelope; anything malformed is reported, never trusted."""
+    try:
+        envelope = json.loads(data)
+    except (ValueError, RecursionError):
+        return "crashed", None, "the child sent a result that is not JSON"
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("ok"), bool):
+        return "crashed", None, "the child sent a malformed result"
+    if envelope["ok"]:
+        value = envelope.get("value")
+        if not isinstance(value, dict):
+            return "crashed", None, "the child sent a malformed result"
+        return None, value, None
+    kind = envelope.get("kind")
+    if kind not in FAILURE_KINDS:
+        kind = "exception"
+    return kind, None, one_line(str(envelope.get("error", "")))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

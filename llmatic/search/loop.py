@@ -1,0 +1,139 @@
+"""The search loop: ask the emitters, evaluate in the sandbox, tell the archives.
+
+    init phase:  seed network -> LLM children of the seed (random prompts, t = 0.6)
+    main phase:  repeat until the budget is spent:
+        ids = scheduler.ask()              # mutation + crossover emitters, one LLM call each
+        evaluator.evaluate(candidates)     # sandboxed code -> arch -> benchmark (deduplicated)
+        scheduler.tell(...)                # network archive; emitters credit curiosity
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ribs.schedulers import Scheduler
+
+from llmatic.archives import NETWORK_MEASURES
+from llmatic.candidate import Candidate, CandidateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IterationStats:
+    """One row of ``metrics.csv``."""
+
+    iteration: int
+    phase: str
+    evaluations: int  # charged benchmark evaluations so far
+    candidates: int  # every candidate proposed so far (incl. failed and duplicates)
+    valid_code_rate: float  # share of LLM candidates whose code mapped to an architecture
+    duplicates: int
+    best_objective: float  # best validation accuracy in the network archive, %
+    qd_score: float
+    coverage: float  # share of network-archive cells filled
+    prompt_cells: int  # filled cells of the prompt archive
+    seconds: float  # wall time since the search started
+
+
+def tell_fields(candidates: Sequence[Candidate]) -> dict[str, np.ndarray]:
+    """The arrays ``EvaluatedOnlyScheduler.tell`` takes for these candidates."""
+
+    def objects(values: list) -> np.ndarray:
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        return array
+
+    return {
+        "objective": np.array([c.objective or 0.0 for c in candidates], dtype=np.float64),
+        "measures": np.array(
+            [[c.measures.get(m, 0.0) for m in NETWORK_MEASURES] for c in candidates],
+            dtype=np.float64,
+        ).reshape(-1, len(NETWORK_MEASURES)),
+        "evaluated": np.array([c.status == "evaluated" for c in candidates], dtype=bool),
+        "code": objects([c.code for c in candidates]),
+        "arch": objects([c.arch or "" for c in candidates]),
+        "operator": objects([c.operator for c in candidates]),
+        "parent_ids": objects([list(c.parent_ids) for c in candidates]),
+        "prompt_id": np.array([-1 if c.prompt_id is None else c.prompt_id for c in candidates]),
+        "temperature": np.array([np.nan if c.temperature is None else c.temperature for c in candidates]),
+    }
+
+
+def run_search(
+    *,
+    phases: Sequence[tuple[str, Scheduler, Callable[[], bool]]],
+    store: CandidateStore,
+    evaluator,
+    prompt_archive,
+    budget: int,
+    max_candidates: int,
+    on_iteration: Callable[[IterationStats], None] = lambda stats: None,
+    start_iteration: int = 0,
+) -> int:
+    """Runs the phases in order until the budget or the candidate cap is reached.
+
+    Args:
+        phases: ``(name, scheduler, done)``; a phase runs while ``done()`` is False.
+        store: Candidate store shared with the emitters.
+        evaluator: Completes candidates (see :class:`llmatic.evaluation.CellEvaluator`).
+        prompt_archive: For the statistics line (None for searches without prompts).
+        budget: Charged evaluations at most.
+        max_candidates: Candidates at most (a search whose LLM writes only broken code
+            must still stop).
+        on_iteration: Called after every iteration (logging, snapshots).
+        start_iteration: Iterations already done (when resuming).
+
+    Returns:
+        The number of iterations run in total.
+    """
+    start = time.perf_counter()
+    iteration = start_iteration
+    for phase, scheduler, done in phases:
+        while not done() and evaluator.evaluations < budget and len(store) < max_candidates:
+            iteration += 1
+            ids = scheduler.ask()
+            if len(ids) == 0:
+                raise RuntimeError(
+                    f"the {phase} phase proposed no candidates: the network archive is empty "
+                    "(did the seed network fail? see candidates.jsonl)"
+                )
+            candidates = [store[i] for i in ids]
+            for candidate in candidates:
+                candidate.iteration = iteration
+            evaluator.evaluate(candidates, budget=budget)
+            scheduler.tell(**tell_fields(candidates))
+            store.flush()
+            stats = _stats(iteration, phase, store, scheduler, prompt_archive, evaluator, start)
+            log.info(
+                "iter %d [%s] | evals %d/%d | candidates %d | valid %.0f%% | dup %d | "
+                "best %.2f | QD %.1f | coverage %.1f%%",
+                stats.iteration, phase, stats.evaluations, budget, stats.candidates,
+                100 * stats.valid_code_rate, stats.duplicates, stats.best_objective,
+                stats.qd_score, 100 * stats.coverage,
+            )
+            on_iteration(stats)
+    return iteration
+
+
+def _stats(iteration, phase, store, scheduler, prompt_archive, evaluator, start) -> IterationStats:
+    llm_made = [c for c in store if c.prompt_id is not None and c.status != "pending"]
+    valid = [c for c in llm_made if c.arch is not None]
+    archive_stats = scheduler.archive.stats
+    return IterationStats(
+        iteration=iteration,
+        phase=phase,
+        evaluations=evaluator.evaluations,
+        candidates=len(store),
+        valid_code_rate=len(valid) / len(llm_made) if llm_made else 0.0,
+        duplicates=sum(c.status == "duplicate" for c in store),
+        best_objective=float(archive_stats.obj_max) if archive_stats.num_elites else float("nan"),
+        qd_score=float(archive_stats.qd_score),
+        coverage=float(archive_stats.coverage),
+        prompt_cells=len(prompt_archive.archive) if prompt_archive is not None else 0,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,51 @@
+"""Trusted targets for the sandbox tests: each takes hostile code from the payload and runs it.
+
+This mimics how the project uses the sandbox: the target is trusted project code, the
+payload carries the untrusted source, and the target executes it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+#: The pid of the process that imported this module: the zygote's if it was preloaded.
+LOADED_IN_PID = os.getpid()
+
+
+def run_code(payload: dict[str, Any]) -> dict[str, Any]:
+    """Executes ``payload["code"]``; the code's ``result`` variable is the return value."""
+    scope: dict[str, Any] = {"payload": payload, "result": {}}
+    exec(payload["code"], scope)  # noqa: S102 - the point of the exercise
+    return scope["result"]
+
+
+def echo(payload: dict[str, Any]) -> dict[str, Any]:
+    """Returns the payload and where this module was imported."""
+    return {
+        "payload": payload,
+        "loaded_in_pid": LOADED_IN_PID,
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+    }
+
+
+def train_cnn(payload: dict[str, Any]) -> dict[str, Any]:
+    """Builds the network in ``payload["code"]`` and trains it for a few steps."""
+    import torch
+
+    from llmatic.network_code import instantiate
+
+    torch.manual_seed(0)
+    net = instantiate(payload["code"], "Net", {"torch": torch, "nn": torch.nn}, 10)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+    inputs = torch.randn(64, 3, 32, 32)
+    labels = torch.randint(0, 10, (64,))
+    losses = []
+    for _ in range(payload.get("steps", 3)):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(inputs), labels)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    return {"losses": losses, "params": sum(p.numel() for p in net.parameters())}

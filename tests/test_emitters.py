@@ -1,0 +1,177 @@
+"""LLM emitters with a scripted LLM: parents, prompts, temperatures, curiosity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import ScriptedLLM, edges_completion
+
+from llmatic.archives import PromptArchive, make_network_archive
+from llmatic.candidate import CandidateStore
+from llmatic.emitters import (
+    LLMCrossoverEmitter,
+    LLMInitialEmitter,
+    LLMMutationEmitter,
+    TemperatureRule,
+)
+from llmatic.nb201.cell import arch_to_code
+from llmatic.nb201.prompts import CellPrompter
+from llmatic.search.loop import tell_fields
+from llmatic.search.scheduler import EvaluatedOnlyScheduler
+
+ARCHS = [
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|",
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+    "|skip_connect~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|skip_connect~2|",
+]
+PROMPTS = ["p0", "p1", "p2", "p3"]
+
+
+@pytest.fixture
+def setup():
+    store = CandidateStore()
+    network = make_network_archive(dims=(5, 5), width_to_depth_range=(0, 5), log10_flops_range=(0, 5))
+    prompts = PromptArchive(prompts=[*PROMPTS, "cross"], temperature_bins=9, temperature_range=(0.1, 1.0))
+    prompter = CellPrompter(mutation_prompts=PROMPTS, crossover_prompt="cross")
+    return store, network, prompts, prompter
+
+
+def add_elites(store, network, scores):
+    """Puts one evaluated candidate per score into distinct cells of the archive."""
+    candidates = []
+    for k, score in enumerate(scores):
+        c = store.new("seed", code=arch_to_code(ARCHS[k % len(ARCHS)]))
+        c.status, c.objective, c.arch = "evaluated", score, ARCHS[k % len(ARCHS)]
+        c.measures = {"width_to_depth": 0.5 + k, "log10_flops": 0.5 + k}
+        candidates.append(c)
+    fields = tell_fields(candidates)
+    del fields["evaluated"]
+    network.add(solution=np.array([c.id for c in candidates], dtype=object), **fields)
+    return candidates
+
+
+def make(cls, setup, llm, **kwargs):
+    store, network, prompts, prompter = setup
+    return cls(network, prompt_archive=prompts, store=store, llm=llm, prompter=prompter, seed=0, **kwargs)
+
+
+def test_mutation_uses_top_k_parents_and_one_llm_call(setup):
+    store, network, prompts, _ = setup
+    elites = add_elites(store, network, [10.0, 90.0, 80.0, 70.0])
+    llm = ScriptedLLM([edges_completion(ARCHS[0])])
+    emitter = make(LLMMutationEmitter, setup, llm, batch_size=12, parents_top_k=2)
+    ids = emitter.ask()
+    assert len(ids) == 12 and len(llm.calls) == 1 and len(llm.calls[0]) == 12
+    parents = {store[i].parent_ids[0] for i in ids}
+    assert parents <= {elites[1].id, elites[2].id}  # the two fittest only
+    assert all(store[i].operator == "mutation" and store[i].code.startswith("class Cell") for i in ids)
+    # The parent's code is in the prompt, followed by the instruction.
+    request = llm.calls[0][0]
+    assert store[store[ids[0]].parent_ids[0]].code.strip() in request.prompt
+    assert store[ids[0]].prompt in request.prompt
+
+
+def test_mutation_asks_nothing_from_an_empty_archive(setup):
+    llm = ScriptedLLM(["x"])
+    assert len(make(LLMMutationEmitter, setup, llm, batch_size=4).ask()) == 0
+    assert llm.calls == []
+
+
+def test_mutation_prefers_curious_prompt_cells_and_moves_temperature(setup):
+    store, network, prompts, _ = setup
+    add_elites(store, network, [50.0])
+    prompts.credit([2, 0], [0.5, 0.8], [3.0, -1.0], [True, False])
+    emitter = make(
+        LLMMutationEmitter, setup, ScriptedLLM(["x"]), batch_size=40, prompts_top_k=1, explore=0.0,
+        temperature=TemperatureRule(step=0.05, jitter=0.0),
+    )
+    ids = emitter.ask()
+    assert {store[i].prompt_id for i in ids} == {2}
+    # The cell's last child improved: temperature goes up by one step.
+    assert {round(store[i].temperature, 3) for i in ids} == {0.55}
+
+
+def test_temperature_rule_clips_and_steps():
+    rule = TemperatureRule(step=0.05, jitter=0.0, low=0.1, high=1.0)
+    rng = np.random.default_rng(0)
+    assert rule.next(0.5, False, rng) == pytest.approx(0.45)
+    assert rule.next(0.99, True, rng) == 1.0
+    assert rule.next(0.12, False, rng) == 0.1
+
+
+def test_tell_credits_curiosity_by_outcome(setup):
+    store, network, prompts, _ = setup
+    add_elites(store, network, [50.0])
+    emitter = make(
+        LLMMutationEmitter, setup, ScriptedLLM(["x"]), batch_size=4, explore=1.0,
+        temperature=TemperatureRule(jitter=0.0),
+    )
+    ids = emitter.ask()  # explore=1: random prompts at the initial temperature 0.6
+    outcomes = ["evaluated", "evaluated", "failed", "skipped"]
+    for i, status in zip(ids, outcomes, strict=True):
+        store[i].status = status
+    add_info = {"status": np.array([2, 0, 0, 0]), "value": np.zeros(4)}
+    emitter.tell(ids, np.zeros(4), np.zeros((4, 2)), add_info)
+    expected: dict[int, float] = {}
+    for i, delta in zip(ids[:3], [1.0, -0.5, -1.0], strict=True):
+        expected[store[i].prompt_id] = expected.get(store[i].prompt_id, 0.0) + delta
+    got = {int(round(m[0])): o for m, o in zip(prompts.archive.data("measures"), prompts.archive.data("objective"), strict=True)}
+    assert got == expected  # the skipped child is not credited
+    assert prompts.archive.data("uses").sum() == 3
+
+
+def test_broken_completions_become_failed_candidates(setup):
+    store, network, _, _ = setup
+    add_elites(store, network, [50.0])
+    emitter = make(LLMMutationEmitter, setup, ScriptedLLM(["", "nor_conv_3x3'](C\n"]), batch_size=2)
+    ids = emitter.ask()
+    kinds = {store[i].error_kind for i in ids}
+    assert all(store[i].status == "failed" for i in ids)
+    assert kinds <= {"syntax_error", "no_code"}
+
+
+def test_crossover_needs_two_elites_and_uses_two_distinct_parents(setup):
+    store, network, _, _ = setup
+    llm = ScriptedLLM([edges_completion(ARCHS[1])])
+    emitter = make(LLMCrossoverEmitter, setup, llm, batch_size=6)
+    add_elites(store, network, [50.0])
+    assert len(emitter.ask()) == 0
+    add_elites(store, network, [60.0, 70.0])
+    ids = emitter.ask()
+    assert len(ids) == 6 and len(llm.calls) == 1
+    for i in ids:
+        a, b = store[i].parent_ids
+        assert a != b
+        assert store[i].prompt_id == len(PROMPTS)  # the crossover row of the prompt archive
+        request = llm.calls[0][list(ids).index(i)]
+        assert store[a].code.strip() in request.prompt and store[b].code.strip() in request.prompt
+
+
+def test_initial_emitter_seeds_then_children_then_done(setup):
+    store, *_ = setup
+    llm = ScriptedLLM([edges_completion(ARCHS[2])])
+    emitter = make(LLMInitialEmitter, setup, llm, seed_code=arch_to_code(ARCHS[1]), batch_size=5)
+    (seed_id,) = emitter.ask()
+    assert store[seed_id].operator == "seed" and llm.calls == []
+    children = emitter.ask()
+    assert len(children) == 5 and not emitter.done or emitter.done
+    assert all(store[i].parent_ids == (seed_id,) and store[i].temperature == 0.6 for i in children)
+    assert emitter.done and len(emitter.ask()) == 0
+
+
+def test_scheduler_adds_only_evaluated_candidates(setup):
+    store, network, _, _ = setup
+    llm = ScriptedLLM([edges_completion(ARCHS[0])])
+    initial = make(LLMInitialEmitter, setup, llm, seed_code=arch_to_code(ARCHS[1]), batch_size=3)
+    scheduler = EvaluatedOnlyScheduler(network, [initial])
+    scheduler.ask()
+    scheduler.tell(**tell_fields([store[0]]))  # pending: not evaluated
+    assert len(network) == 0
+    ids = scheduler.ask()
+    for k, i in enumerate(ids):
+        c = store[i]
+        c.status = "evaluated" if k == 0 else "failed"
+        c.objective, c.measures = 70.0, {"width_to_depth": 1.0 + k, "log10_flops": 1.0 + k}
+    scheduler.tell(**tell_fields([store[i] for i in ids]))
+    assert len(network) == 1 and network.data("solution")[0] == ids[0]

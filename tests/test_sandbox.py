@@ -1,0 +1,318 @@
+"""Tests of llmatic.sandbox: hostile code in the child must never hurt or fool the parent."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from llmatic.sandbox import Sandbox, SandboxLimits, SandboxResult
+from llmatic.sandbox._protocol import scrub_env
+
+try:
+    import sandbox_targets
+except ImportError:  # tests/ became a package
+    from tests import sandbox_targets
+
+TARGETS = sandbox_targets.__name__
+RUN_CODE = f"{TARGETS}:run_code"
+SECRET = "sk-do-not-leak-0123456789"
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    # The secrets are in the parent's environment when the zygote starts.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENAI_API_KEY", SECRET)
+        patch.setenv("MY_SECRET_TOKEN", SECRET)
+        box = Sandbox(limits=SandboxLimits(wall_time_s=2.0, memory_mb=2048), preload=[TARGETS])
+    with box:
+        yield box
+
+
+def run(box: Sandbox, code: str, **payload: object) -> SandboxResult:
+    return box.run(RUN_CODE, {"code": code, **payload})
+
+
+def wait_gone(pids: list[int], timeout_s: float = 5.0) -> list[int]:
+    """The pids still in the process table (zombies included) after up to ``timeout_s``."""
+    until = time.monotonic() + timeout_s
+    while True:
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if not alive or time.monotonic() > until:
+            return alive
+        time.sleep(0.05)
+
+
+def wait_for_file(path: Path, timeout_s: float = 10.0) -> list[int]:
+    until = time.monotonic() + timeout_s
+    while not path.exists() or not path.read_text().endswith("]"):
+        assert time.monotonic() < until, "the child never wrote its pids"
+        time.sleep(0.02)
+    return json.loads(path.read_text())
+
+
+# Spawns a grandchild with subprocess and one with os.fork, records all pids, then hangs.
+SPAWN_AND_HANG = """
+import json, os, subprocess, time
+sleeper = subprocess.Popen(["sleep", "1000"])
+forked = os.fork()
+if forked == 0:
+    time.sleep(1000)
+    os._exit(0)
+with open(payload["pidfile"], "w") as f:
+    f.write(json.dumps([os.getpid(), sleeper.pid, forked]))
+while True:
+    pass
+"""
+
+
+def test_success_returns_the_value(sandbox: Sandbox) -> None:
+    result = run(sandbox, "result = {'sum': sum(payload['xs']), 'nan': float('nan')}", xs=[1, 2])
+    assert result.ok and result.error_kind is None and result.error is None
+    assert result.value["sum"] == 3 and math.isnan(result.value["nan"])
+    assert 0 < result.seconds < 2.0
+
+
+def test_preloaded_module_is_imported_once_in_the_zygote(sandbox: Sandbox) -> None:
+    first = sandbox.run(f"{TARGETS}:echo", {"n": 1})
+    second = sandbox.run(f"{TARGETS}:echo", {"n": 2})
+    assert first.value["payload"] == {"n": 1} and second.value["payload"] == {"n": 2}
+    for result in (first, second):
+        assert result.value["loaded_in_pid"] == sandbox.server_pid == result.value["ppid"]
+    assert first.value["pid"] != second.value["pid"]  # a fresh child per call
+
+
+def test_candidate_error_kind_passes_through(sandbox: Sandbox) -> None:
+    code = "from llmatic.errors import CandidateError\nraise CandidateError('out_of_space', 'no')"
+    result = run(sandbox, code)
+    assert (result.ok, result.error_kind, result.error) == (False, "out_of_space", "no")
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("raise ValueError('bad\\n' + 'y' * 1000)", "ValueError: bad yyy"),
+        ("raise SystemExit(4)", "SystemExit: 4"),
+        ("result = [1, 2]", "target returned list, not a dict"),
+        ("result = {'t': object()}", "result is not JSON"),
+    ],
+)
+def test_other_exceptions_become_one_line(sandbox: Sandbox, code: str, message: str) -> None:
+    result = run(sandbox, code)
+    assert result.error_kind == "exception" and not result.ok
+    assert message in result.error and "\n" not in result.error and len(result.error) <= 300
+
+
+def test_timeout_kills_the_whole_process_group(sandbox: Sandbox, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids.json"
+    result = run(sandbox, SPAWN_AND_HANG, pidfile=str(pidfile))
+    assert result.error_kind == "timeout" and "wall-clock" in result.error
+    assert 1.9 < result.seconds < 4.0
+    pids = json.loads(pidfile.read_text())
+    assert wait_gone(pids) == []  # child, subprocess and forked grandchild all killed and reaped
+
+
+def test_cpu_time_limit_reports_timeout() -> None:
+    limits = SandboxLimits(wall_time_s=20.0, cpu_time_s=1.0, memory_mb=None)
+    with Sandbox(limits=limits, preload=[TARGETS]) as box:
+        result = run(box, "while True:\n    pass")
+    assert result.error_kind == "timeout" and "CPU-time" in result.error
+    assert result.seconds < 5.0
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "x = bytearray(100 * 2**30)",
+        "import torch\nx = torch.empty(100 * 2**30, dtype=torch.uint8)",
+        # Would succeed on this machine without the 2 GiB cap: the cap is what stops it.
+        "x = bytearray(3 * 2**30)",
+        # A bomb that grows (untouched pages, so that it is quick even without the cap).
+        "import torch\nxs = []\nwhile True:\n    xs.append(torch.empty(2**28, dtype=torch.uint8))",
+    ],
+)
+def test_memory_bomb_is_out_of_memory(sandbox: Sandbox, code: str) -> None:
+    result = run(sandbox, code)
+    assert result.error_kind == "out_of_memory", result.error
+
+
+def test_memory_under_the_cap_is_fine(sandbox: Sandbox) -> None:
+    result = run(sandbox, "x = bytearray(256 * 2**20)\nresult = {'n': len(x)}")
+    assert result.ok and result.value == {"n": 256 * 2**20}
+
+
+def test_segfault_is_a_crash(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import ctypes\nctypes.string_at(0)")
+    assert result.error_kind == "crashed" and "SIGSEGV" in result.error
+
+
+def test_exit_code_is_reported(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import os\nos._exit(3)")
+    assert result.error_kind == "crashed" and "code 3" in result.error
+
+
+def test_result_over_the_cap_is_refused(sandbox: Sandbox) -> None:
+    result = run(sandbox, "result = {'blob': 'x' * 2_000_000}")
+    assert result.error_kind == "exception" and "max_output_bytes" in result.error
+
+
+def test_hostile_flood_of_the_result_pipe_is_cut_off(sandbox: Sandbox) -> None:
+    # Bypasses the child's own size check by writing straight into every pipe it holds.
+    code = """
+import os
+for name in os.listdir("/proc/self/fd"):
+    try:
+        if int(name) > 2 and os.readlink(f"/proc/self/fd/{name}").startswith("pipe:"):
+            os.write(int(name), b"x" * 50_000_000)
+    except OSError:
+        pass
+os._exit(0)
+"""
+    result = run(sandbox, code)
+    assert result.error_kind == "exception" and "max_output_bytes" in result.error
+    assert result.seconds < 2.0  # cut off, not timed out
+
+
+def test_printing_100_mb_neither_hangs_nor_reaches_the_parent(
+    sandbox: Sandbox, capfd: pytest.CaptureFixture[str]
+) -> None:
+    code = "import os, sys\nsys.stdout.write('x' * 100_000_000)\nos.write(2, b'y' * 10**7)"
+    result = run(sandbox, code + "\nresult = {'done': True}")
+    assert result.ok and result.value == {"done": True}
+    out, err = capfd.readouterr()
+    assert "xxxx" not in out and "yyyy" not in err
+
+
+def test_secrets_do_not_reach_the_child(sandbox: Sandbox) -> None:
+    code = (
+        "import os\n"
+        "result = {'env': dict(os.environ), "
+        "'proc': open('/proc/self/environ', 'rb').read().decode(errors='replace')}"
+    )
+    result = run(sandbox, code)
+    assert result.ok
+    assert "OPENAI_API_KEY" not in result.value["env"]
+    assert "MY_SECRET_TOKEN" not in result.value["env"]
+    assert SECRET not in json.dumps(result.value)
+    assert "PATH" in result.value["env"]
+
+
+def test_scrub_env_keeps_the_allow_list_only() -> None:
+    env = {"PATH": "/bin", "OMP_NUM_THREADS": "2", "HF_TOKEN": "x", "OMP_API_KEY": "x", "FOO": "1"}
+    assert scrub_env(env) == {"PATH": "/bin", "OMP_NUM_THREADS": "2"}
+
+
+def test_child_works_in_a_fresh_temp_dir_removed_afterwards(sandbox: Sandbox) -> None:
+    code = (
+        "import os, tempfile\n"
+        "entries = os.listdir('.')\n"
+        "open('scratch.bin', 'wb').write(b'x' * 1000)\n"
+        "result = {'cwd': os.getcwd(), 'entries': entries, 'tmp': tempfile.gettempdir()}"
+    )
+    first, second = run(sandbox, code), run(sandbox, code)
+    for result in (first, second):
+        assert result.ok and result.value["entries"] == []
+        assert result.value["tmp"] == result.value["cwd"] != os.getcwd()
+        assert not os.path.exists(result.value["cwd"])
+    assert first.value["cwd"] != second.value["cwd"]
+
+
+def test_concurrent_calls_run_in_parallel(sandbox: Sandbox) -> None:
+    results: list[SandboxResult] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(run(sandbox, "import time; time.sleep(1)")))
+        for _ in range(2)
+    ]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and all(result.ok for result in results)
+    assert time.monotonic() - start < 1.8
+
+
+def test_zygote_restarts_after_being_killed(sandbox: Sandbox) -> None:
+    old = sandbox.server_pid
+    os.kill(old, signal.SIGKILL)
+    result = sandbox.run(f"{TARGETS}:echo", {})
+    assert result.ok and sandbox.server_pid != old
+    assert wait_gone([old]) == []  # reaped, not left a zombie
+    assert result.value["loaded_in_pid"] == sandbox.server_pid  # preloaded again
+
+
+def test_bad_target_or_payload_raises(sandbox: Sandbox) -> None:
+    for target in ("no_colon", "a:b:c", "1mod:f", "mod:", "", "mod.:f"):
+        with pytest.raises(ValueError, match="target"):
+            sandbox.run(target, {})
+    with pytest.raises(ValueError, match="JSON"):
+        sandbox.run(RUN_CODE, {"code": object()})
+
+
+def test_bad_preload_raises_import_error() -> None:
+    with pytest.raises(ImportError, match="llmatic_no_such_module"):
+        Sandbox(preload=["llmatic_no_such_module"])
+
+
+def test_missing_target_is_reported_not_raised(sandbox: Sandbox) -> None:
+    result = sandbox.run("llmatic_no_such_module:f", {})
+    assert result.error_kind == "exception" and "cannot import target" in result.error
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError):
+        SandboxLimits(wall_time_s=0)
+    with pytest.raises(ValueError):
+        SandboxLimits(memory_mb=-1)
+    assert SandboxLimits(wall_time_s=10, num_threads=4).resolved_cpu_time_s() == 80.0
+
+
+def test_default_limits_let_a_small_cnn_train() -> None:
+    code = """
+class Net(nn.Module):
+    def __init__(self, classes):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, classes))
+
+    def forward(self, x):
+        return self.body(x)
+"""
+    with Sandbox(limits=SandboxLimits(wall_time_s=60.0), preload=[TARGETS]) as box:
+        result = box.run(f"{TARGETS}:train_cnn", {"code": code, "steps": 3})
+    assert result.ok, result.error
+    assert len(result.value["losses"]) == 3 and all(map(math.isfinite, result.value["losses"]))
+
+
+def test_close_kills_calls_in_flight_and_leaves_no_process(tmp_path: Path) -> None:
+    box = Sandbox(limits=SandboxLimits(wall_time_s=30.0), preload=[TARGETS])
+    zygote = box.server_pid
+    pidfile = tmp_path / "pids.json"
+    results: list[SandboxResult] = []
+    thread = threading.Thread(
+        target=lambda: results.append(run(box, SPAWN_AND_HANG, pidfile=str(pidfile)))
+    )
+    thread.start()
+    pids = wait_for_file(pidfile)
+    box.close()
+    box.close()  # idempotent
+    thread.join(timeout=10.0)
+    assert not thread.is_alive()
+    assert results[0].error_kind == "crashed" and "closed" in results[0].error
+    assert wait_gone([zygote, *pids]) == []
+    descendants = {child.pid for child in psutil.Process().children(recursive=True)}
+    assert descendants.isdisjoint([zygote, *pids])
+    assert box.server_pid is None
+    with pytest.raises(RuntimeError, match="closed"):
+        box.run(f"{TARGETS}:echo", {})
