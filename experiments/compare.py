@@ -22,20 +22,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("dirs", nargs="+", type=Path, metavar="MULTIRUN_DIR",
-                        help="directories searched recursively for run directories")
-    parser.add_argument("--budgets", nargs="+", type=int, default=list(DEFAULT_BUDGETS),
-                        help="charged-evaluation budgets to report at (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default: FIRST_DIR/comparison)")
-    parser.add_argument("--baselines", nargs="+", default=list(DEFAULT_BASELINES),
-                        help="methods the others are tested against (default: %(default)s)")
-    parser.add_argument("--anchors", action="store_true",
-                        help="add published NAS-Bench-201 numbers (not ours) to the report")
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        type=Path,
+        metavar="MULTIRUN_DIR",
+        help="directories searched recursively for run directories",
+    )
+    parser.add_argument(
+        "--budgets",
+        nargs="+",
+        type=int,
+        default=list(DEFAULT_BUDGETS),
+        help="charged-evaluation budgets to report at (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output directory (default: FIRST_DIR/comparison)"
+    )
+    parser.add_argument(
+        "--baselines",
+        nargs="+",
+        default=list(DEFAULT_BASELINES),
+        help="methods the others are tested against (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--anchors",
+        action="store_true",
+        help="add published NAS-Bench-201 numbers (not ours) to the report",
+    )
     args = parser.parse_args(argv)
     try:
-        result = compare(args.dirs, budgets=args.budgets, out=args.out,
-                         baselines=args.baselines, anchors=args.anchors)
+        result = compare(
+            args.dirs,
+            budgets=args.budgets,
+            out=args.out,
+            baselines=args.baselines,
+            anchors=args.anchors,
+        )
     except (NoRunsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

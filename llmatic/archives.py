@@ -127,7 +127,10 @@ class PromptArchive:
         # Rewrite: keep every untouched cell, replace the touched ones.
         keep = self.archive.data()
         untouched = ~np.isin(keep["index"], list(cells))
-        rows = {name: list(keep[name][untouched]) for name in ("solution", "objective", "measures", "uses", "last_improved")}
+        rows = {
+            name: list(keep[name][untouched])
+            for name in ("solution", "objective", "measures", "uses", "last_improved")
+        }
         for cell in cells.values():
             rows["solution"].append(cell["prompt"])
             rows["objective"].append(cell["curiosity"])

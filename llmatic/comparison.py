@@ -35,8 +35,15 @@ DEFAULT_BUDGETS = (100, 500, 2000)
 DEFAULT_BASELINES = ("random", "rea")
 RUN_FILES = ("summary.json", "candidates.jsonl")
 CSV_COLUMNS = (
-    "dataset", "method", "seed", "budget", "val", "test",
-    "found_at_evaluation", "evaluations", "run_dir",
+    "dataset",
+    "method",
+    "seed",
+    "budget",
+    "val",
+    "test",
+    "found_at_evaluation",
+    "evaluations",
+    "run_dir",
 )
 
 
@@ -358,17 +365,19 @@ def results_frame(runs: Sequence[Run], budgets: Sequence[int]) -> pd.DataFrame:
     for run in runs:
         for budget in budgets:
             selection = run.select(budget)
-            rows.append({
-                "dataset": run.dataset,
-                "method": run.method,
-                "seed": run.seed,
-                "budget": budget,
-                "val": selection.val if selection else math.nan,
-                "test": selection.test if selection else math.nan,
-                "found_at_evaluation": selection.evaluation if selection else None,
-                "evaluations": run.evaluations,
-                "run_dir": str(run.run_dir),
-            })
+            rows.append(
+                {
+                    "dataset": run.dataset,
+                    "method": run.method,
+                    "seed": run.seed,
+                    "budget": budget,
+                    "val": selection.val if selection else math.nan,
+                    "test": selection.test if selection else math.nan,
+                    "found_at_evaluation": selection.evaluation if selection else None,
+                    "evaluations": run.evaluations,
+                    "run_dir": str(run.run_dir),
+                }
+            )
     frame = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
     frame = frame.sort_values(["dataset", "method", "seed", "budget"], ignore_index=True)
     frame["found_at_evaluation"] = frame["found_at_evaluation"].astype("Int64")
@@ -482,28 +491,42 @@ def runs_table(runs: Sequence[Run], methods: Sequence[str]) -> str:
             for r in mine
             if not r.complete
         ]
-        rows.append([
-            method,
-            len(mine),
-            ", ".join(str(r.seed) for r in mine),
-            f"{min(evals)}–{max(evals)}" if min(evals) != max(evals) else str(evals[0]),
-            "; ".join(incomplete) or "none",
-        ])
+        rows.append(
+            [
+                method,
+                len(mine),
+                ", ".join(str(r.seed) for r in mine),
+                f"{min(evals)}–{max(evals)}" if min(evals) != max(evals) else str(evals[0]),
+                "; ".join(incomplete) or "none",
+            ]
+        )
     return markdown_table(["method", "runs", "seeds", "evaluations", "incomplete runs"], rows)
 
 
 def rank_table(tests: Sequence[RankTest]) -> str:
     rows = [
         [
-            t.method, t.baseline, t.budget, f"{t.n_method} vs {t.n_baseline}",
-            _fmt(t.median_method), _fmt(t.median_baseline),
+            t.method,
+            t.baseline,
+            t.budget,
+            f"{t.n_method} vs {t.n_baseline}",
+            _fmt(t.median_method),
+            _fmt(t.median_baseline),
             "n/a" if t.p_value is None else f"{t.p_value:.3g}",
             t.better or "n/a (< 2 seeds a side)",
         ]
         for t in tests
     ]
-    header = ["method", "baseline", "budget", "seeds", "median test (method)",
-              "median test (baseline)", "p (two-sided)", "higher median"]
+    header = [
+        "method",
+        "baseline",
+        "budget",
+        "seeds",
+        "median test (method)",
+        "median test (baseline)",
+        "p (two-sided)",
+        "higher median",
+    ]
     return markdown_table(header, rows)
 
 
@@ -536,13 +559,23 @@ def render_markdown(
         mine = [r for r in runs if r.dataset == dataset]
         methods = method_order(data["method"].unique(), baselines)
         out += [
-            "", f"## {dataset} ({mine[0].benchmark})", "",
-            "### Runs", "", runs_table(mine, methods), "",
-            "### Test accuracy (%) of the best-by-validation architecture", "",
-            accuracy_table(data, "test", methods, budgets), "",
-            "### Validation accuracy (%) of the same architecture", "",
-            accuracy_table(data, "val", methods, budgets), "",
-            "### Mann-Whitney U test on per-seed test accuracy", "",
+            "",
+            f"## {dataset} ({mine[0].benchmark})",
+            "",
+            "### Runs",
+            "",
+            runs_table(mine, methods),
+            "",
+            "### Test accuracy (%) of the best-by-validation architecture",
+            "",
+            accuracy_table(data, "test", methods, budgets),
+            "",
+            "### Validation accuracy (%) of the same architecture",
+            "",
+            accuracy_table(data, "val", methods, budgets),
+            "",
+            "### Mann-Whitney U test on per-seed test accuracy",
+            "",
         ]
         ours = [t for t in tests if t.dataset == dataset]
         if ours:
@@ -552,7 +585,9 @@ def render_markdown(
         published = published_for(mine[0].benchmark, str(dataset)) if anchors else []
         if published:
             out += [
-                "", "### Published numbers (test %, from the literature, not these runs)", "",
+                "",
+                "### Published numbers (test %, from the literature, not these runs)",
+                "",
                 markdown_table(
                     ["source", "test accuracy (%)"], ((s, f"{v:.2f}") for s, v in published)
                 ),
@@ -642,7 +677,11 @@ def plot_archives(
             ax.set_axis_off()
         else:
             grid_archive_heatmap(
-                archive, ax=ax, cmap="viridis", vmin=vmin, vmax=vmax,
+                archive,
+                ax=ax,
+                cmap="viridis",
+                vmin=vmin,
+                vmax=vmax,
                 cbar_kwargs={"label": "validation accuracy (%)"},
             )
             ax.set_xlabel(NETWORK_MEASURE_LABELS[0])
@@ -713,8 +752,13 @@ def compare(
         images[dataset] = [curve.name, grid.name]
 
     markdown = render_markdown(
-        runs, frame, budgets=budgets, baselines=baselines, anchors=anchors,
-        warnings=warnings, images=images,
+        runs,
+        frame,
+        budgets=budgets,
+        baselines=baselines,
+        anchors=anchors,
+        warnings=warnings,
+        images=images,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text(markdown)

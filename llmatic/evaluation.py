@@ -63,7 +63,10 @@ class CellEvaluator:
             first = self._first_with_arch.get(arch)
             if first is not None:
                 candidate.status, candidate.duplicate_of = "duplicate", first.id
-                candidate.objective, candidate.test_objective = first.objective, first.test_objective
+                candidate.objective, candidate.test_objective = (
+                    first.objective,
+                    first.test_objective,
+                )
                 candidate.measures = dict(first.measures)
                 continue
             if self.evaluations >= budget:
@@ -91,7 +94,9 @@ class CellEvaluator:
         """The arch string of ``code`` (cached by normalised code), or why there is none."""
         key = normalize_code(code)
         if key not in self._arch_of_code:
-            result = self.sandbox.run("llmatic.nb201.inspect:inspect_cell", {"code": code, **self.probe})
+            result = self.sandbox.run(
+                "llmatic.nb201.inspect:inspect_cell", {"code": code, **self.probe}
+            )
             self.inspect_seconds += result.seconds
             self._arch_of_code[key] = (
                 result.value["arch"]

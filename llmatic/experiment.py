@@ -64,7 +64,9 @@ def validate_config(cfg: DictConfig) -> None:
     if search.name not in SEARCHES:
         raise ConfigError(f"search={search.name!r} is unknown; use one of {list(SEARCHES)}")
     if cfg.benchmark.name not in BENCHMARKS:
-        raise ConfigError(f"benchmark={cfg.benchmark.name!r} is unknown; use one of {list(BENCHMARKS)}")
+        raise ConfigError(
+            f"benchmark={cfg.benchmark.name!r} is unknown; use one of {list(BENCHMARKS)}"
+        )
     if search.budget <= 0:
         raise ConfigError(f"search.budget must be > 0, got {search.budget}")
     if search.batch_size < 1:
@@ -81,7 +83,9 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"benchmark.seed_arch: {err}") from None
     if search.name == "llmatic":
         if not 0.0 <= search.mutation_share <= 1.0:
-            raise ConfigError(f"search.mutation_share must be in [0, 1], got {search.mutation_share}")
+            raise ConfigError(
+                f"search.mutation_share must be in [0, 1], got {search.mutation_share}"
+            )
         t = search.temperature
         if not 0 < t.low <= t.initial <= t.high:
             raise ConfigError(
@@ -146,7 +150,9 @@ def build_phases(
     store: CandidateStore,
     evaluator: CellEvaluator,
     llm: LLMBackend | None,
-) -> tuple[list[tuple[str, Scheduler, Callable[[], bool]]], PromptArchive | None, LLMBackend | None]:
+) -> tuple[
+    list[tuple[str, Scheduler, Callable[[], bool]]], PromptArchive | None, LLMBackend | None
+]:
     """The search's phases ``(name, scheduler, done)``, its prompt archive and its LLM.
 
     ``search.name`` picks LLMatic (initial phase, then mutation + crossover) or a
@@ -154,8 +160,14 @@ def build_phases(
     """
     search, seed = cfg.search, cfg.seed
     if search.name == "random":
-        emitter = RandomSearchEmitter(network_archive, store=store, batch_size=search.batch_size, seed=seed)
-        return [("random", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)], None, None
+        emitter = RandomSearchEmitter(
+            network_archive, store=store, batch_size=search.batch_size, seed=seed, ops=search.ops
+        )
+        return (
+            [("random", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)],
+            None,
+            None,
+        )
     if search.name == "rea":
         emitter = RegularizedEvolutionEmitter(
             network_archive,
@@ -164,8 +176,13 @@ def build_phases(
             population_size=search.population_size,
             tournament_size=search.tournament_size,
             seed=seed,
+            ops=search.ops,
         )
-        return [("rea", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)], None, None
+        return (
+            [("rea", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)],
+            None,
+            None,
+        )
     llm = llm if llm is not None else build_llm(cfg)
     prompter = CellPrompter(
         mutation_prompts=list(cfg.prompts.mutation),
@@ -251,7 +268,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, *, llm: LLMBackend | No
         )
 
         def save_archives() -> None:
-            recorder.save_archives(network_archive, prompt_archive.archive if prompt_archive else None)
+            recorder.save_archives(
+                network_archive, prompt_archive.archive if prompt_archive else None
+            )
 
         def on_iteration(stats: IterationStats) -> None:
             recorder.log_iteration(stats)
@@ -273,7 +292,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, *, llm: LLMBackend | No
             store.flush()
             save_archives()
             summary = summarize(
-                store, evaluations=evaluator.evaluations, budget=search.budget, network=network_archive
+                store,
+                evaluations=evaluator.evaluations,
+                budget=search.budget,
+                network=network_archive,
             )
             if prompt_archive is not None:
                 summary["prompt_archive"] = {
@@ -296,9 +318,14 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, *, llm: LLMBackend | No
     log.info(
         "done: %d evaluations, %d candidates in %.0f s; best val %.2f%% (test %.2f%%) %s; "
         "network archive %d/%d cells; files in %s",
-        summary["evaluations"], summary["candidates"], summary["seconds"]["total"],
-        best["val_accuracy"] if best else float("nan"), best["test_accuracy"] if best else float("nan"),
-        best["arch"] if best else "-", summary["network_archive"]["filled_cells"],
-        summary["network_archive"]["cells"], recorder.run_dir,
+        summary["evaluations"],
+        summary["candidates"],
+        summary["seconds"]["total"],
+        best["val_accuracy"] if best else float("nan"),
+        best["test_accuracy"] if best else float("nan"),
+        best["arch"] if best else "-",
+        summary["network_archive"]["filled_cells"],
+        summary["network_archive"]["cells"],
+        recorder.run_dir,
     )
     return summary

@@ -37,9 +37,7 @@ def normalize_code(code: str) -> str:
     return ast.dump(tree, annotate_fields=False)
 
 
-def instantiate(
-    code: str, class_name: str, namespace: dict[str, Any], *args: Any
-) -> nn.Module:
+def instantiate(code: str, class_name: str, namespace: dict[str, Any], *args: Any) -> nn.Module:
     """Executes ``code`` and constructs its network class with ``args``.
 
     The network class is the one named ``class_name``; if there is none, the last
@@ -63,12 +61,16 @@ def instantiate(
     classes = [
         value
         for value in scope.values()
-        if isinstance(value, type) and issubclass(value, nn.Module) and value.__module__ == "llmatic_candidate"
+        if isinstance(value, type)
+        and issubclass(value, nn.Module)
+        and value.__module__ == "llmatic_candidate"
     ]
     cls = scope.get(class_name)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         if not classes:
-            raise CandidateError("no_module", f"no nn.Module subclass (expected class {class_name})")
+            raise CandidateError(
+                "no_module", f"no nn.Module subclass (expected class {class_name})"
+            )
         cls = classes[-1]
     try:
         return cls(*args)

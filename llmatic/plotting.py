@@ -24,7 +24,9 @@ from llmatic.recording import NETWORK_ARCHIVE, PROMPT_ARCHIVE, load_archive  # n
 def plot_network_archive(archive: GridArchive, path: Path, *, title: str = "") -> None:
     """Heatmap of validation accuracy (%) over (width-to-depth ratio, log10 FLOPs)."""
     fig, ax = plt.subplots(figsize=(6, 4.8))
-    grid_archive_heatmap(archive, ax=ax, cmap="viridis", cbar_kwargs={"label": "validation accuracy (%)"})
+    grid_archive_heatmap(
+        archive, ax=ax, cmap="viridis", cbar_kwargs={"label": "validation accuracy (%)"}
+    )
     ax.set_xlabel(NETWORK_MEASURE_LABELS[0])
     ax.set_ylabel(NETWORK_MEASURE_LABELS[1])
     filled = len(archive)

@@ -73,7 +73,9 @@ def load_archive(path: str | Path) -> GridArchive:
         return pickle.load(f)  # our own file, written by this run
 
 
-def summarize(store: CandidateStore, *, evaluations: int, budget: int, network: GridArchive) -> dict:
+def summarize(
+    store: CandidateStore, *, evaluations: int, budget: int, network: GridArchive
+) -> dict:
     """The run's report: the best architecture *by validation* and its *test* accuracy."""
     evaluated = [c for c in store if c.status == "evaluated"]
     best = max(evaluated, key=lambda c: (c.objective, -c.id), default=None)

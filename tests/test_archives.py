@@ -14,7 +14,9 @@ def test_network_archive_rejects_inverted_ranges():
 
 
 def test_network_archive_keeps_best_per_cell_and_extra_fields():
-    archive = make_network_archive(dims=(4, 4), width_to_depth_range=(0, 4), log10_flops_range=(4, 6))
+    archive = make_network_archive(
+        dims=(4, 4), width_to_depth_range=(0, 4), log10_flops_range=(4, 6)
+    )
     solution = np.empty(2, dtype=object)
     solution[:] = [0, 1]
     code = np.empty(2, dtype=object)
@@ -27,8 +29,12 @@ def test_network_archive_keeps_best_per_cell_and_extra_fields():
         solution=solution,
         objective=np.array([50.0, 60.0]),
         measures=np.array([[1.0, 5.0], [1.1, 5.1]]),  # the same cell
-        code=code, arch=arch, operator=operator, parent_ids=parents,
-        prompt_id=np.array([-1, 2]), temperature=np.array([np.nan, 0.6]),
+        code=code,
+        arch=arch,
+        operator=operator,
+        parent_ids=parents,
+        prompt_id=np.array([-1, 2]),
+        temperature=np.array([np.nan, 0.6]),
     )
     assert len(archive) == 1
     elite = archive.data()
@@ -58,7 +64,9 @@ def test_credit_in_one_batch_sums_per_cell_and_keeps_other_cells():
     prompts.credit([1, 1, 0], [0.3, 0.3, 0.3], [1.0, 1.0, -0.5], [True, True, False])
     curiosity = {
         (int(round(m[0])), round(float(m[1]), 2)): o
-        for m, o in zip(prompts.archive.data("measures"), prompts.archive.data("objective"), strict=True)
+        for m, o in zip(
+            prompts.archive.data("measures"), prompts.archive.data("objective"), strict=True
+        )
     }
     assert curiosity == {(2, 0.9): 1.0, (1, 0.3): 2.0, (0, 0.3): -0.5}
 

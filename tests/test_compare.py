@@ -57,10 +57,22 @@ def write_run(
     lines = []
     for i, c in enumerate(candidates):
         full = {
-            "id": i, "operator": "mutation", "parent_ids": [], "prompt_id": None, "prompt": None,
-            "temperature": None, "code": "", "iteration": 1, "error_kind": None, "error": None,
-            "arch": f"arch{i}", "duplicate_of": None, "measures": {}, "generation_tokens": 0,
-            "eval_seconds": 0.0, **c,
+            "id": i,
+            "operator": "mutation",
+            "parent_ids": [],
+            "prompt_id": None,
+            "prompt": None,
+            "temperature": None,
+            "code": "",
+            "iteration": 1,
+            "error_kind": None,
+            "error": None,
+            "arch": f"arch{i}",
+            "duplicate_of": None,
+            "measures": {},
+            "generation_tokens": 0,
+            "eval_seconds": 0.0,
+            **c,
         }
         lines.append(json.dumps(full))
     (run_dir / "candidates.jsonl").write_text("\n".join(lines) + "\n")
@@ -98,14 +110,20 @@ def seeded_run(root: Path, method: str, seed: int, tests: list[float], **kw) -> 
     A failed and a duplicate candidate with a higher (bogus) accuracy sit in between: they
     must count neither as evaluations nor as candidates for selection.
     """
-    return write_run(root, method=method, seed=seed, candidates=[
-        evaluated(60.0, 10.0),
-        evaluated(61.0, tests[0]),
-        uncharged("failed"),
-        uncharged("duplicate", 99.0, 99.0),
-        evaluated(62.0, tests[1]),
-        uncharged("skipped"),
-    ], **kw)
+    return write_run(
+        root,
+        method=method,
+        seed=seed,
+        candidates=[
+            evaluated(60.0, 10.0),
+            evaluated(61.0, tests[0]),
+            uncharged("failed"),
+            uncharged("duplicate", 99.0, 99.0),
+            evaluated(62.0, tests[1]),
+            uncharged("skipped"),
+        ],
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +135,14 @@ def multirun(tmp_path_factory) -> Path:
         seeded_run(root, "random", seed, tests)
     # A short run: 2 of its 3 evaluations, so no value at budget 3.
     write_run(root, method="rea", seed=0, candidates=[evaluated(50.0, 51.0), evaluated(52.0, 53.0)])
-    write_run(root, method="random", seed=0, dataset=None, budget=2,
-              candidates=[evaluated(10.0, 20.0), evaluated(30.0, 40.0)])
+    write_run(
+        root,
+        method="random",
+        seed=0,
+        dataset=None,
+        budget=2,
+        candidates=[evaluated(10.0, 20.0), evaluated(30.0, 40.0)],
+    )
     return root
 
 
@@ -128,24 +152,38 @@ def result(multirun: Path):
 
 
 def test_selects_by_validation_not_test_and_earliest_tie(tmp_path):
-    run = load_run(write_run(tmp_path, method="llmatic", seed=0, candidates=[
-        evaluated(90.0, 85.0),
-        evaluated(80.0, 95.0),  # best test, worse validation: never reported
-        evaluated(90.0, 99.0),  # ties the first on validation: the earlier one stays
-    ]))
+    run = load_run(
+        write_run(
+            tmp_path,
+            method="llmatic",
+            seed=0,
+            candidates=[
+                evaluated(90.0, 85.0),
+                evaluated(80.0, 95.0),  # best test, worse validation: never reported
+                evaluated(90.0, 99.0),  # ties the first on validation: the earlier one stays
+            ],
+        )
+    )
     selection = run.select(3)
     assert (selection.val, selection.test, selection.evaluation) == (90.0, 85.0, 1)
 
 
 def test_budget_counts_only_charged_evaluations(tmp_path):
-    run = load_run(write_run(tmp_path, method="llmatic", seed=0, candidates=[
-        evaluated(70.0, 71.0),
-        uncharged("failed"),
-        uncharged("duplicate", 99.0, 99.0),
-        evaluated(75.0, 76.0),
-        uncharged("skipped"),
-        evaluated(90.0, 91.0),  # found at evaluation 3: not usable at budget 2
-    ]))
+    run = load_run(
+        write_run(
+            tmp_path,
+            method="llmatic",
+            seed=0,
+            candidates=[
+                evaluated(70.0, 71.0),
+                uncharged("failed"),
+                uncharged("duplicate", 99.0, 99.0),
+                evaluated(75.0, 76.0),
+                uncharged("skipped"),
+                evaluated(90.0, 91.0),  # found at evaluation 3: not usable at budget 2
+            ],
+        )
+    )
     assert run.evaluations == 3
     assert run.select(2).test == 76.0 and run.select(2).evaluation == 2
     assert run.select(3).test == 91.0
@@ -199,8 +237,12 @@ def test_files_written(result, multirun):
     out = multirun / "comparison"
     names = {p.name for p in result.files}
     assert names == {
-        "comparison.md", "comparison.csv", "best_so_far_cifar10.png", "archives_cifar10.png",
-        "best_so_far_digits.png", "archives_digits.png",
+        "comparison.md",
+        "comparison.csv",
+        "best_so_far_cifar10.png",
+        "archives_cifar10.png",
+        "best_so_far_digits.png",
+        "archives_digits.png",
     }
     for name in names:
         assert (out / name).stat().st_size > 0
@@ -226,7 +268,10 @@ def test_no_runs_raises(tmp_path):
 def test_cli_exits_nonzero_on_empty_dir(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.compare", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: no run directories")

@@ -31,8 +31,12 @@ PROMPTS = ["p0", "p1", "p2", "p3"]
 @pytest.fixture
 def setup():
     store = CandidateStore()
-    network = make_network_archive(dims=(5, 5), width_to_depth_range=(0, 5), log10_flops_range=(0, 5))
-    prompts = PromptArchive(prompts=[*PROMPTS, "cross"], temperature_bins=9, temperature_range=(0.1, 1.0))
+    network = make_network_archive(
+        dims=(5, 5), width_to_depth_range=(0, 5), log10_flops_range=(0, 5)
+    )
+    prompts = PromptArchive(
+        prompts=[*PROMPTS, "cross"], temperature_bins=9, temperature_range=(0.1, 1.0)
+    )
     prompter = CellPrompter(mutation_prompts=PROMPTS, crossover_prompt="cross")
     return store, network, prompts, prompter
 
@@ -53,7 +57,9 @@ def add_elites(store, network, scores):
 
 def make(cls, setup, llm, **kwargs):
     store, network, prompts, prompter = setup
-    return cls(network, prompt_archive=prompts, store=store, llm=llm, prompter=prompter, seed=0, **kwargs)
+    return cls(
+        network, prompt_archive=prompts, store=store, llm=llm, prompter=prompter, seed=0, **kwargs
+    )
 
 
 def test_mutation_uses_top_k_parents_and_one_llm_call(setup):
@@ -65,7 +71,9 @@ def test_mutation_uses_top_k_parents_and_one_llm_call(setup):
     assert len(ids) == 12 and len(llm.calls) == 1 and len(llm.calls[0]) == 12
     parents = {store[i].parent_ids[0] for i in ids}
     assert parents <= {elites[1].id, elites[2].id}  # the two fittest only
-    assert all(store[i].operator == "mutation" and store[i].code.startswith("class Cell") for i in ids)
+    assert all(
+        store[i].operator == "mutation" and store[i].code.startswith("class Cell") for i in ids
+    )
     # The parent's code is in the prompt, followed by the instruction.
     request = llm.calls[0][0]
     assert store[store[ids[0]].parent_ids[0]].code.strip() in request.prompt
@@ -83,7 +91,12 @@ def test_mutation_prefers_curious_prompt_cells_and_moves_temperature(setup):
     add_elites(store, network, [50.0])
     prompts.credit([2, 0], [0.5, 0.8], [3.0, -1.0], [True, False])
     emitter = make(
-        LLMMutationEmitter, setup, ScriptedLLM(["x"]), batch_size=40, prompts_top_k=1, explore=0.0,
+        LLMMutationEmitter,
+        setup,
+        ScriptedLLM(["x"]),
+        batch_size=40,
+        prompts_top_k=1,
+        explore=0.0,
         temperature=TemperatureRule(step=0.05, jitter=0.0),
     )
     ids = emitter.ask()
@@ -104,7 +117,11 @@ def test_tell_credits_curiosity_by_outcome(setup):
     store, network, prompts, _ = setup
     add_elites(store, network, [50.0])
     emitter = make(
-        LLMMutationEmitter, setup, ScriptedLLM(["x"]), batch_size=4, explore=1.0,
+        LLMMutationEmitter,
+        setup,
+        ScriptedLLM(["x"]),
+        batch_size=4,
+        explore=1.0,
         temperature=TemperatureRule(jitter=0.0),
     )
     ids = emitter.ask()  # explore=1: random prompts at the initial temperature 0.6
@@ -116,7 +133,12 @@ def test_tell_credits_curiosity_by_outcome(setup):
     expected: dict[int, float] = {}
     for i, delta in zip(ids[:3], [1.0, -0.5, -1.0], strict=True):
         expected[store[i].prompt_id] = expected.get(store[i].prompt_id, 0.0) + delta
-    got = {int(round(m[0])): o for m, o in zip(prompts.archive.data("measures"), prompts.archive.data("objective"), strict=True)}
+    got = {
+        int(round(m[0])): o
+        for m, o in zip(
+            prompts.archive.data("measures"), prompts.archive.data("objective"), strict=True
+        )
+    }
     assert got == expected  # the skipped child is not credited
     assert prompts.archive.data("uses").sum() == 3
 

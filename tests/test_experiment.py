@@ -77,7 +77,9 @@ def test_failed_and_duplicate_candidates_never_enter_the_archive(tiny_run):
     by_id = {c["id"]: c for c in read_candidates(run_dir)}
     ids = [int(i) for i in archive.data("solution")]
     assert ids and all(by_id[i]["status"] == "evaluated" for i in ids)
-    assert archive.stats.obj_max == max(c["objective"] for c in by_id.values() if c["status"] == "evaluated")
+    assert archive.stats.obj_max == max(
+        c["objective"] for c in by_id.values() if c["status"] == "evaluated"
+    )
 
 
 def test_every_candidate_is_recorded_with_its_provenance(tiny_run):
@@ -96,9 +98,16 @@ def test_every_candidate_is_recorded_with_its_provenance(tiny_run):
 def test_run_directory_has_every_file(tiny_run):
     run_dir, summary, _ = tiny_run
     for name in (
-        "config.yaml", "candidates.jsonl", "metrics.csv", "summary.json",
-        "archives/network.pkl", "archives/prompts.pkl", "archives/network.csv",
-        "plots/network_archive.png", "plots/prompt_archive.png", "plots/progress.png",
+        "config.yaml",
+        "candidates.jsonl",
+        "metrics.csv",
+        "summary.json",
+        "archives/network.pkl",
+        "archives/prompts.pkl",
+        "archives/network.csv",
+        "plots/network_archive.png",
+        "plots/prompt_archive.png",
+        "plots/progress.png",
     ):
         assert (run_dir / name).stat().st_size > 0, name
     lines = (run_dir / "metrics.csv").read_text().splitlines()

@@ -59,11 +59,20 @@ def test_width_and_measure_network():
 
 def test_nb201_cells_move_both_measures():
     def network(arch: str) -> CellNetwork:
-        return CellNetwork(lambda c: ArchCell(arch, c), channels=4, cells_per_stage=1, in_channels=1, num_classes=10)
+        return CellNetwork(
+            lambda c: ArchCell(arch, c),
+            channels=4,
+            cells_per_stage=1,
+            in_channels=1,
+            num_classes=10,
+        )
 
-    empty = measure_network(network("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"), (1, 8, 8))
+    empty = measure_network(
+        network("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"), (1, 8, 8)
+    )
     chain = measure_network(
-        network("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|"), (1, 8, 8)
+        network("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|"),
+        (1, 8, 8),
     )
     # Three convolutions in series per cell, three cells: 9 more layers of depth.
     assert chain.depth == empty.depth + 9

@@ -17,7 +17,10 @@ from llmatic.nb201.network import ArchCell
 from llmatic.nb201.ops import OP_NAMES
 from llmatic.network_code import instantiate, normalize_code
 
-ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+ARCH = (
+    "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|"
+    "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+)
 
 
 def arch_of(code: str) -> str:
@@ -38,8 +41,13 @@ def test_parse_and_format_round_trip():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "|nor_conv_3x3~0|", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-            "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|"],
+    "bad",
+    [
+        "",
+        "|nor_conv_3x3~0|",
+        "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",
+    ],
 )
 def test_parse_rejects_bad_arch_strings(bad):
     with pytest.raises(ValueError):
@@ -65,7 +73,11 @@ def test_reordered_lines_and_formatting_do_not_matter():
     code = arch_to_code(ARCH)
     lines = code.splitlines()
     init = lines[3:9]
-    reordered = "\n".join(lines[:3] + init[::-1] + lines[9:]).replace('OPS["', "OPS['").replace('"](C)', "'](C)")
+    reordered = (
+        "\n".join(lines[:3] + init[::-1] + lines[9:])
+        .replace('OPS["', "OPS['")
+        .replace('"](C)', "'](C)")
+    )
     assert arch_of(reordered) == ARCH
     summed = code.replace(
         "x3 = self.edge_0_3(x0) + self.edge_1_3(x1) + self.edge_2_3(x2)",
@@ -84,7 +96,9 @@ def test_missing_edges_are_none():
 def test_edges_into_an_unused_node_are_none():
     # Node 2 feeds nothing once edge 2->3 is removed: its incoming edges are dead.
     code = arch_to_code(ARCH).replace(" + self.edge_2_3(x2)", "")
-    assert arch_of(code) == "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
+    assert (
+        arch_of(code) == "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
+    )
 
 
 def test_extra_unused_modules_are_ignored():
@@ -102,12 +116,21 @@ def test_names_of_ops_come_from_the_module_not_the_text():
 @pytest.mark.parametrize(
     "old, new",
     [
-        ("x3 = self.edge_0_3(x0) + self.edge_1_3(x1)", "x3 = self.edge_0_3(x0) * self.edge_1_3(x1)"),
+        (
+            "x3 = self.edge_0_3(x0) + self.edge_1_3(x1)",
+            "x3 = self.edge_0_3(x0) * self.edge_1_3(x1)",
+        ),
         ("x1 = self.edge_0_1(x0)", "x1 = self.edge_0_1(x0).relu()"),
-        ("x2 = self.edge_0_2(x0) + self.edge_1_2(x1)", "x2 = self.edge_0_2(x0) + self.edge_1_2(x0)"),
+        (
+            "x2 = self.edge_0_2(x0) + self.edge_1_2(x1)",
+            "x2 = self.edge_0_2(x0) + self.edge_1_2(x0)",
+        ),
         ("return x3", "return x3 + x0"),
         ("return x3", "return x2"),
-        ("x2 = self.edge_0_2(x0) + self.edge_1_2(x1)", "x2 = self.edge_0_2(x0) + self.edge_1_2(x1) + self.edge_0_1(x0)"),
+        (
+            "x2 = self.edge_0_2(x0) + self.edge_1_2(x1)",
+            "x2 = self.edge_0_2(x0) + self.edge_1_2(x1) + self.edge_0_1(x0)",
+        ),
         ('self.edge_0_1 = OPS["nor_conv_3x3"](C)', "self.edge_0_1 = nn.Conv2d(C, C, 3, padding=1)"),
     ],
 )
@@ -119,7 +142,9 @@ def test_cells_outside_the_space_are_rejected_with_a_reason(old, new):
 
 
 def test_data_dependent_control_flow_is_out_of_space():
-    code = arch_to_code(ARCH).replace("return x3", "if x3.sum() > 0:\n            return x3\n        return x3")
+    code = arch_to_code(ARCH).replace(
+        "return x3", "if x3.sum() > 0:\n            return x3\n        return x3"
+    )
     assert "traced" in out_of_space(code)
 
 
@@ -133,9 +158,16 @@ def test_node_used_with_two_different_values_is_out_of_space():
     [
         ("class Cell(nn.Module) oops", "syntax_error"),
         ("x = 1", "no_module"),
-        ("class Cell(nn.Module):\n    def __init__(self, C):\n        super().__init__()\n        self.e = OPS['nor_conv_5x5'](C)", "build_error"),
+        (
+            "class Cell(nn.Module):\n    def __init__(self, C):\n"
+            "        super().__init__()\n        self.e = OPS['nor_conv_5x5'](C)",
+            "build_error",
+        ),
         (arch_to_code(ARCH).replace("return x3", "return x3[:, :1]"), "wrong_output_shape"),
-        (arch_to_code(ARCH).replace('OPS["nor_conv_3x3"](C)', 'OPS["nor_conv_3x3"](2 * C)'), "forward_error"),
+        (
+            arch_to_code(ARCH).replace('OPS["nor_conv_3x3"](C)', 'OPS["nor_conv_3x3"](2 * C)'),
+            "forward_error",
+        ),
     ],
 )
 def test_broken_code_is_classified(code, kind):

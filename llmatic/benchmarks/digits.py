@@ -66,7 +66,9 @@ class DigitsBenchmark:
 
     def evaluate(self, arch: str) -> ArchEvaluation:
         start = time.perf_counter()
-        result = self.sandbox.run("llmatic.benchmarks.digits:train_arch", {"arch": arch, **self.settings})
+        result = self.sandbox.run(
+            "llmatic.benchmarks.digits:train_arch", {"arch": arch, **self.settings}
+        )
         if not result.ok:
             raise CandidateError(result.error_kind or "exception", result.error or "")
         value = result.value

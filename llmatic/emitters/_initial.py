@@ -46,5 +46,7 @@ class LLMInitialEmitter(LLMEmitterBase):
             prompt_id = int(self.rng.integers(len(prompts)))
             temperature = self.temperature.initial
             requests.append(self.prompter.mutation(seed.code, prompts[prompt_id], temperature))
-            meta.append({"parent_ids": (seed.id,), "prompt_id": prompt_id, "prompt": prompts[prompt_id]})
+            meta.append(
+                {"parent_ids": (seed.id,), "prompt_id": prompt_id, "prompt": prompts[prompt_id]}
+            )
         return self._generate(requests, meta)

@@ -78,7 +78,9 @@ class LLMEmitterBase(EmitterBase):
     ) -> None:
         if batch_size < 0:
             raise ValueError(f"batch_size must be >= 0, got {batch_size}")
-        EmitterBase.__init__(self, archive, solution_dim=(), bounds=None, lower_bounds=None, upper_bounds=None)
+        EmitterBase.__init__(
+            self, archive, solution_dim=(), bounds=None, lower_bounds=None, upper_bounds=None
+        )
         self.prompt_archive = prompt_archive
         self.store = store
         self.llm = llm
@@ -100,7 +102,9 @@ class LLMEmitterBase(EmitterBase):
         """
         generations = self.llm.generate(list(requests)) if requests else []
         ids = np.empty(len(generations), dtype=object)
-        for k, (request, generation, fields) in enumerate(zip(requests, generations, meta, strict=True)):
+        for k, (request, generation, fields) in enumerate(
+            zip(requests, generations, meta, strict=True)
+        ):
             candidate = self.store.new(
                 self.operator,
                 temperature=request.temperature,

@@ -14,7 +14,8 @@ class LLMMutationEmitter(LLMEmitterBase):
     network archive; a prompt cell drawn uniformly from the ``prompts_top_k`` most curious
     cells of the prompt archive (or, with probability ``explore`` and while the archive is
     empty, a uniformly random prompt at the initial temperature, so that prompts the
-    initial phase did not try still get a chance); its temperature moved by :class:`~llmatic.emitters.TemperatureRule`.
+    initial phase did not try still get a chance); its temperature moved by
+    :class:`~llmatic.emitters.TemperatureRule`.
     All children of one ``ask`` are sampled in one LLM call.
 
     Args:

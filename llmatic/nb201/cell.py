@@ -22,13 +22,13 @@ EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2
 CELL_CLASS_NAME = "Cell"
 
 #: The header every cell prompt starts with: what ``OPS`` is and which names it takes.
-CELL_PREAMBLE = '''import torch
+CELL_PREAMBLE = """import torch
 from torch import nn
 
 # OPS[name](C) builds one NAS-Bench-201 operation on C channels. The names are:
 # "none" (no edge), "skip_connect" (identity), "nor_conv_1x1" (1x1 convolution),
 # "nor_conv_3x3" (3x3 convolution), "avg_pool_3x3" (3x3 average pooling).
-'''
+"""
 
 
 def parse_arch(arch: str) -> dict[tuple[int, int], str]:

@@ -72,14 +72,18 @@ def cell_to_arch(cell: nn.Module) -> str:
             values[node] = _INPUT
         elif node.op == "call_module":
             values[node] = _call_edge(cell, node, values, edge_input)
-        elif node.op == "call_function" and node.target in _ADD_TARGETS or (
-            node.op == "call_method" and node.target in ("add", "add_", "__add__")
+        elif (
+            node.op == "call_function"
+            and node.target in _ADD_TARGETS
+            or (node.op == "call_method" and node.target in ("add", "add_", "__add__"))
         ):
             values[node] = _add(node, values)
         elif node.op == "output":
             output = values.get(node.args[0]) if isinstance(node.args[0], fx.Node) else None
         else:
-            raise _out_of_space(f"forward calls {node.target!r}; only edge operations and '+' are allowed")
+            raise _out_of_space(
+                f"forward calls {node.target!r}; only edge operations and '+' are allowed"
+            )
 
     # Which value each node takes: the input for node 0, the sum a consumer saw otherwise.
     for (source, _), used in edge_input.items():
@@ -119,13 +123,17 @@ def _call_edge(
 ) -> frozenset:
     match = _EDGE_NAME.fullmatch(str(node.target))
     if match is None:
-        raise _out_of_space(f"module {node.target!r} is called; operations must be edge_i_j attributes")
+        raise _out_of_space(
+            f"module {node.target!r} is called; operations must be edge_i_j attributes"
+        )
     source, target = int(match[1]), int(match[2])
     if not source < target:
         raise _out_of_space(f"edge_{source}_{target} does not go forward (need i < j)")
     module = cell.get_submodule(str(node.target))
     if getattr(module, "op_name", None) not in OP_NAMES:
-        raise _out_of_space(f"edge_{source}_{target} is a {type(module).__name__}, not an NB201 operation")
+        raise _out_of_space(
+            f"edge_{source}_{target} is a {type(module).__name__}, not an NB201 operation"
+        )
     if len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], fx.Node):
         raise _out_of_space(f"edge_{source}_{target} must be called on one tensor")
     if (source, target) in edge_input:

@@ -53,9 +53,7 @@ class ReLUConvBN(nn.Module):
         self.op_name = f"nor_conv_{kernel_size}x{kernel_size}"
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(
-                channels, channels, kernel_size, padding=kernel_size // 2, bias=False
-            ),
+            nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(channels),
         )
 

@@ -22,7 +22,14 @@ from collections.abc import Callable, Container, Sequence
 from llmatic.errors import CandidateError
 from llmatic.llm.base import Generation, GenerationRequest
 from llmatic.llm.extraction import extract_class_code
-from llmatic.nb201.cell import CELL_CLASS_NAME, CELL_FORWARD, CELL_HEADER, CELL_PREAMBLE, EDGES, format_arch
+from llmatic.nb201.cell import (
+    CELL_CLASS_NAME,
+    CELL_FORWARD,
+    CELL_HEADER,
+    CELL_PREAMBLE,
+    EDGES,
+    format_arch,
+)
 from llmatic.nb201.ops import OP_NAMES
 
 SCOPES = ("edges", "class")
@@ -69,12 +76,14 @@ class EdgeLinesConstraint:
         self.allowed = [list(a) for a in allowed] if allowed else [list(OP_NAMES)] * len(EDGES)
         self.reference = list(reference) if reference is not None else None
         if not 0 <= min_changes <= max_changes:
-            raise ValueError(f"need 0 <= min_changes <= max_changes, got {min_changes}, {max_changes}")
+            raise ValueError(
+                f"need 0 <= min_changes <= max_changes, got {min_changes}, {max_changes}"
+            )
         self.min_changes, self.max_changes = min_changes, max_changes
         # Fixed text after operation k: the rest of its line and the head of the next.
-        self.fixed = [
-            f'"](C)\n        self.edge_{i}_{j} = OPS["' for i, j in EDGES[1:]
-        ] + ['"](C)\n']
+        self.fixed = [f'"](C)\n        self.edge_{i}_{j} = OPS["' for i, j in EDGES[1:]] + [
+            '"](C)\n'
+        ]
 
     def _options(self, slot: int, changes: int, chosen: list[str]) -> list[str]:
         """Operations edge ``slot`` may take after ``chosen`` (with ``changes`` changes)."""
@@ -86,7 +95,11 @@ class EdgeLinesConstraint:
             elif self.min_changes - changes >= len(EDGES) - slot:  # must change from here on
                 options = [o for o in options if o != same]
         if slot == len(EDGES) - 1 and self.avoid:
-            new = [o for o in options if format_arch(dict(zip(EDGES, [*chosen, o]))) not in self.avoid]
+            new = [
+                o
+                for o in options
+                if format_arch(dict(zip(EDGES, [*chosen, o], strict=True))) not in self.avoid
+            ]
             options = new or options
         return options
 
@@ -198,7 +211,11 @@ class CellPrompter:
         return self._request(code, instruction, temperature, constraint)
 
     def _request(
-        self, code: str, instruction: str, temperature: float, constraint: EdgeLinesConstraint | None
+        self,
+        code: str,
+        instruction: str,
+        temperature: float,
+        constraint: EdgeLinesConstraint | None,
     ) -> GenerationRequest:
         prefill = _EDGE_PREFILL if self.scope == "edges" else CELL_HEADER
         if self.prompt_format == "completion":

@@ -139,7 +139,10 @@ class Sandbox:
     """
 
     def __init__(
-        self, *, limits: SandboxLimits = SandboxLimits(), preload: Sequence[str] = ()  # noqa: B008
+        self,
+        *,
+        limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, safe to share
+        preload: Sequence[str] = (),
     ) -> None:
         self._limits = limits
         self._preload = tuple(preload)
@@ -280,6 +283,7 @@ class Sandbox:
         """Stops a zygote found dead (or wedged), so the next call starts a fresh one."""
         with self._lock:
             self._discard(server)
+
 
 class _Reader:
     """Collects the child's result (at most ``cap`` bytes) and the zygote's reports.

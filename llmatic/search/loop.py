@@ -1,10 +1,10 @@
 """The search loop: ask the emitters, evaluate in the sandbox, tell the archives.
 
-    init phase:  seed network -> LLM children of the seed (random prompts, t = 0.6)
-    main phase:  repeat until the budget is spent:
-        ids = scheduler.ask()              # mutation + crossover emitters, one LLM call each
-        evaluator.evaluate(candidates)     # sandboxed code -> arch -> benchmark (deduplicated)
-        scheduler.tell(...)                # network archive; emitters credit curiosity
+init phase:  seed network -> LLM children of the seed (random prompts, t = 0.6)
+main phase:  repeat until the budget is spent:
+    ids = scheduler.ask()              # mutation + crossover emitters, one LLM call each
+    evaluator.evaluate(candidates)     # sandboxed code -> arch -> benchmark (deduplicated)
+    scheduler.tell(...)                # network archive; emitters credit curiosity
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def tell_fields(candidates: Sequence[Candidate]) -> dict[str, np.ndarray]:
         "operator": objects([c.operator for c in candidates]),
         "parent_ids": objects([list(c.parent_ids) for c in candidates]),
         "prompt_id": np.array([-1 if c.prompt_id is None else c.prompt_id for c in candidates]),
-        "temperature": np.array([np.nan if c.temperature is None else c.temperature for c in candidates]),
+        "temperature": np.array(
+            [np.nan if c.temperature is None else c.temperature for c in candidates]
+        ),
     }
 
 
@@ -112,9 +114,16 @@ def run_search(
             log.info(
                 "iter %d [%s] | evals %d/%d | candidates %d | valid %.0f%% | dup %d | "
                 "best %.2f | QD %.1f | coverage %.1f%%",
-                stats.iteration, phase, stats.evaluations, budget, stats.candidates,
-                100 * stats.valid_code_rate, stats.duplicates, stats.best_objective,
-                stats.qd_score, 100 * stats.coverage,
+                stats.iteration,
+                phase,
+                stats.evaluations,
+                budget,
+                stats.candidates,
+                100 * stats.valid_code_rate,
+                stats.duplicates,
+                stats.best_objective,
+                stats.qd_score,
+                100 * stats.coverage,
             )
             on_iteration(stats)
     return iteration

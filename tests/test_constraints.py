@@ -1,0 +1,142 @@
+"""Constrained decoding of cell edits: the grammar, the token mask, the real model."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from conftest import edges_completion
+
+from llmatic.llm.base import Generation
+from llmatic.llm.constraints import ConstrainedLogitsProcessor, VocabularyTrie
+from llmatic.nb201.cell import EDGES, arch_to_code, format_arch, parse_arch
+from llmatic.nb201.inspect import inspect_cell
+from llmatic.nb201.ops import OP_NAMES
+from llmatic.nb201.prompts import CellPrompter, EdgeLinesConstraint, _edge_ops
+
+PARENT = (
+    "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|"
+    "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+)
+
+
+def complete(constraint: EdgeLinesConstraint, rng: random.Random) -> str:
+    """Samples a completion character-run by character-run, as a decoder would."""
+    text = ""
+    for _ in range(1000):
+        options = constraint.continuations(text)
+        assert options is not None, f"left the grammar at {text!r}"
+        if not options:
+            return text
+        option = rng.choice(options)
+        text += option[: rng.randint(1, len(option))]
+    raise AssertionError("no end")
+
+
+def arch_of_completion(text: str) -> str:
+    ops = {}
+    first, *rest = text.split("\n")
+    ops[EDGES[0]] = first.split('"')[0]
+    for line, edge in zip(rest, EDGES[1:], strict=False):
+        ops[edge] = line.split('OPS["')[1].split('"')[0]
+    return format_arch(ops)
+
+
+def test_every_completion_of_the_grammar_is_a_valid_cell():
+    prompter = CellPrompter(mutation_prompts=["m"], crossover_prompt="x")
+    request = prompter.mutation(arch_to_code(PARENT), "m", 0.5)
+    rng = random.Random(0)
+    for _ in range(30):
+        text = complete(EdgeLinesConstraint(), rng)
+        code = prompter.to_code(request, Generation(text=text, num_tokens=1))
+        assert inspect_cell({"code": code, "channels": 4, "size": 8})["arch"] == arch_of_completion(
+            text
+        )
+
+
+def test_the_trust_region_bounds_the_edges_changed():
+    rng = random.Random(1)
+    reference = _edge_ops(arch_to_code(PARENT))
+    parent = parse_arch(PARENT)
+    for _ in range(40):
+        constraint = EdgeLinesConstraint(reference=reference, min_changes=1, max_changes=2)
+        child = parse_arch(arch_of_completion(complete(constraint, rng)))
+        assert 1 <= sum(child[e] != parent[e] for e in EDGES) <= 2
+
+
+def test_the_grammar_steers_away_from_evaluated_archs():
+    reference = _edge_ops(arch_to_code(PARENT))
+    # Every one-edge change of the last edge but one is already evaluated.
+    ops = parse_arch(PARENT)
+    seen = set()
+    for op in OP_NAMES:
+        if op not in (ops[(2, 3)], "none"):
+            seen.add(format_arch({**ops, (2, 3): op}))
+    prefix = edges_completion(PARENT).rsplit('OPS["', 1)[0] + 'OPS["'
+    constraint = EdgeLinesConstraint(reference=reference, min_changes=1, max_changes=1, avoid=seen)
+    assert constraint.continuations(prefix) == ['none"](C)\n']
+    # With everything evaluated, it still completes (the loop records a duplicate).
+    seen.add(format_arch({**ops, (2, 3): "none"}))
+    assert constraint.continuations(prefix)
+
+
+def test_crossover_grammar_takes_each_edge_from_a_parent():
+    a, b = parse_arch(PARENT), {e: "none" for e in EDGES}
+    constraint = EdgeLinesConstraint(allowed=[sorted({a[e], b[e]}) for e in EDGES])
+    rng = random.Random(2)
+    for _ in range(20):
+        child = parse_arch(arch_of_completion(complete(constraint, rng)))
+        assert all(child[e] in (a[e], b[e]) for e in EDGES)
+
+
+def test_text_outside_the_grammar_is_detected():
+    assert EdgeLinesConstraint().continuations("conv_9x9") is None
+    assert EdgeLinesConstraint().continuations('none"](C)\n        self.edge_9') is None
+
+
+def test_trie_finds_tokens_that_are_prefixes():
+    trie = VocabularyTrie(["a", "ab", "abc", "b", "", "abd"])
+    assert sorted(trie.prefixes_of("abcx")) == [0, 1, 2]
+    assert trie.prefixes_of("x") == []
+
+
+def test_processor_masks_all_but_allowed_tokens_per_row():
+    vocab = ["n", "one", "none", "skip", '"', "x"]
+    trie = VocabularyTrie(vocab)
+
+    class OnlyNone:
+        def continuations(self, text):
+            return ["none"[len(text) :]] if "none".startswith(text) and text != "none" else []
+
+    processor = ConstrainedLogitsProcessor(
+        [OnlyNone(), None],
+        trie=trie,
+        decode=lambda ids: "".join(vocab[i] for i in ids),
+        prompt_length=1,
+        eos_id=5,
+    )
+    scores = torch.zeros(2, len(vocab))
+    out = processor(torch.tensor([[4], [4]]), scores.clone())
+    assert torch.isfinite(out[0]).tolist() == [True, False, True, False, False, False]
+    assert torch.isfinite(out[1]).all()  # the unconstrained row is untouched
+    finished = processor(torch.tensor([[4, 2], [4, 3]]), scores.clone())
+    assert torch.isfinite(finished[0]).tolist() == [False] * 5 + [True]  # only EOS
+
+
+@pytest.mark.slow
+def test_real_model_writes_valid_local_edits_under_the_grammar():
+    from llmatic.llm.transformers_backend import TransformersLLM
+    from llmatic.nb201.prompts import STOP
+
+    llm = TransformersLLM(
+        max_new_tokens=150, stop=STOP["edges"], batch_size=8, seed=0, num_threads=1
+    )
+    prompter = CellPrompter(mutation_prompts=["Improve the above cell."], crossover_prompt="x")
+    requests = [
+        prompter.mutation(arch_to_code(PARENT), "Improve the above cell.", 0.7) for _ in range(8)
+    ]
+    parent = parse_arch(PARENT)
+    for request, generation in zip(requests, llm.generate(requests), strict=True):
+        arch = inspect_cell({"code": prompter.to_code(request, generation), "channels": 4})["arch"]
+        assert 1 <= sum(parse_arch(arch)[e] != parent[e] for e in EDGES) <= 2

@@ -1,0 +1,74 @@
+"""The default experiment, run as a user runs it, with the real embedded model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_default_run_with_a_tiny_budget_writes_every_file(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.run",
+            "search.budget=4",
+            "search.init_children=3",
+            "search.batch_size=3",
+            "benchmark.epochs=1",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in (
+        "config.yaml",
+        "candidates.jsonl",
+        "metrics.csv",
+        "summary.json",
+        "run.log",
+        "archives/network.pkl",
+        "archives/prompts.pkl",
+        "plots/network_archive.png",
+        "plots/prompt_archive.png",
+        "plots/progress.png",
+    ):
+        assert (run_dir / name).stat().st_size > 0, name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["evaluations"] == 4
+    assert summary["llm_tokens"] > 0, "the real model generated nothing"
+    candidates = [
+        json.loads(line) for line in (run_dir / "candidates.jsonl").read_text().splitlines()
+    ]
+    made = [c for c in candidates if c["operator"] in ("init", "mutation", "crossover")]
+    assert made and all(c["generation_tokens"] > 0 for c in made)
+    # Constrained decoding: every sample of the embedded model is a valid cell.
+    assert all(c["status"] != "failed" for c in made), [c["error"] for c in made]
+    assert "evals 4/4" in (run_dir / "run.log").read_text()
+
+
+def test_a_bad_config_value_stops_with_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "search.budget=-1", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "search.budget must be > 0" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
