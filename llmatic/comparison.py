@@ -694,10 +694,11 @@ def plot_archives(
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    # Imported here: llmatic.plotting pulls in ribs and torch, which the text report and the
+    # error paths do not need.
+    from llmatic.plotting import save_figure
+
+    save_figure(fig, path, dpi=110)
 
 
 def _safe_name(name: str) -> str:

@@ -1,6 +1,8 @@
 """Candidate code -> arch string (in the sandbox) -> benchmark score, counted honestly.
 
-- Generated code only ever runs in the sandbox (``llmatic.nb201.inspect:inspect_cell``).
+- Generated code only ever runs in the sandbox (``llmatic.nb201.inspect:inspect_cell``);
+  candidates that come with their arch (the baselines render code from an arch with our
+  own code) skip that step.
 - The same code (after normalisation) is inspected once; the same architecture is
   evaluated once: a repeat is recorded as a ``duplicate`` of the first and costs no budget.
 - Every benchmark call counts as one evaluation, whether it succeeds or not; once the
@@ -55,7 +57,8 @@ class CellEvaluator:
         for candidate in candidates:
             if candidate.status != "pending":
                 continue  # failed earlier (e.g. no code could be extracted)
-            arch = self.arch_of(candidate.code)
+            # A baseline's code is rendered from its arch by our own code: nothing to map.
+            arch = candidate.arch if candidate.arch is not None else self.arch_of(candidate.code)
             if isinstance(arch, CandidateError):
                 candidate.fail(arch.kind, arch.message)
                 continue

@@ -302,12 +302,16 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, *, llm: LLMBackend | No
                     "cells": int(prompt_archive.archive.cells),
                     "filled_cells": len(prompt_archive.archive),
                 }
-            summary["seconds"] = {
-                "total": time.perf_counter() - start,
-                "inspect_code": evaluator.inspect_seconds,
-                "benchmark": evaluator.benchmark_seconds,
-                "llm": getattr(llm, "total_seconds", None),
+            total = time.perf_counter() - start
+            seconds = {
+                "llm": getattr(llm, "total_seconds", 0.0),
+                "inspect_code": evaluator.inspect_seconds,  # sandboxed code -> arch
+                "benchmark": evaluator.benchmark_seconds,  # training / table look-up
             }
+            # Start-up (sandbox, model load), archives, logging: everything else.
+            seconds["other"] = total - sum(seconds.values())
+            summary["seconds"] = {"total": total, **seconds}
+            summary["evaluations_per_minute"] = 60 * evaluator.evaluations / total
             summary["llm_tokens"] = getattr(llm, "total_tokens", None)
             recorder.write_summary(summary)
     if cfg.output.plots:

@@ -31,7 +31,7 @@ def plot_network_archive(archive: GridArchive, path: Path, *, title: str = "") -
     ax.set_ylabel(NETWORK_MEASURE_LABELS[1])
     filled = len(archive)
     ax.set_title(f"{title}network archive: {filled}/{archive.cells} cells filled")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_prompt_archive(archive: GridArchive, path: Path, *, title: str = "") -> None:
@@ -43,7 +43,7 @@ def plot_prompt_archive(archive: GridArchive, path: Path, *, title: str = "") ->
     ax.set_xlabel("prompt id (the last one is crossover)")
     ax.set_ylabel("sampling temperature")
     ax.set_title(f"{title}prompt archive: {len(archive)}/{archive.cells} cells filled")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_progress(metrics_csv: Path, path: Path, *, title: str = "") -> None:
@@ -63,7 +63,7 @@ def plot_progress(metrics_csv: Path, path: Path, *, title: str = "") -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title}search progress")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
@@ -83,8 +83,9 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     return written
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def save_figure(fig: plt.Figure, path: Path, *, dpi: int = 120) -> None:
+    """Writes ``fig`` to ``path`` (creating folders) and closes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)

@@ -34,15 +34,6 @@ class TrainResult:
     seconds: float
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without CUDA is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but this machine has no CUDA; use device=auto or cpu")
-    return torch.device(device)
-
-
 @torch.no_grad()
 def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
     """Top-1 accuracy in % over the whole split (model in eval mode)."""

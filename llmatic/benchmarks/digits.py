@@ -85,9 +85,10 @@ def train_arch(payload: dict) -> dict:
     import torch
 
     from llmatic.benchmarks._digits_data import SPLITS
+    from llmatic.devices import resolve_device
     from llmatic.measures import measure_network
     from llmatic.nb201.network import ArchCell, CellNetwork
-    from llmatic.training import resolve_device, train_classifier
+    from llmatic.training import train_classifier
 
     torch.manual_seed(payload["seed"])
     arch = payload["arch"]
@@ -111,7 +112,7 @@ def train_arch(payload: dict) -> dict:
             lr=payload["lr"],
             weight_decay=payload["weight_decay"],
             seed=payload["seed"],
-            device=resolve_device(payload["device"]),
+            device=torch.device(resolve_device(payload["device"])),
         )
     except FloatingPointError as err:
         raise CandidateError("training_error", str(err)) from None

@@ -60,9 +60,10 @@ class _ArchEmitterBase(EmitterBase):
     def _propose(self, archs: list[str], parents: list[tuple[int, ...]]) -> np.ndarray:
         ids = np.empty(len(archs), dtype=object)
         for k, (arch, parent_ids) in enumerate(zip(archs, parents, strict=True)):
-            ids[k] = self.store.new(
-                self.operator, code=arch_to_code(arch), parent_ids=parent_ids
-            ).id
+            candidate = self.store.new(
+                self.operator, code=arch_to_code(arch), parent_ids=parent_ids, arch=arch
+            )
+            ids[k] = candidate.id
         return ids
 
 

@@ -26,6 +26,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from llmatic.devices import resolve_device
 from llmatic.llm.base import Generation, GenerationRequest
 from llmatic.llm.constraints import ConstrainedLogitsProcessor, VocabularyTrie
 from llmatic.llm.models import EMBEDDED_MODEL, resolve_model
@@ -43,19 +44,6 @@ _DTYPES = {
 # model once however many backends it builds (one per experiment, one per test, ...).
 _LOADED: dict[tuple[str, str, str], tuple[torch.nn.Module, object]] = {}
 _LOAD_LOCK = threading.Lock()
-
-
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; checks explicit CUDA requests.
-
-    Raises:
-        ValueError: CUDA was asked for but is not available.
-    """
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"llm.device={device!r} but CUDA is not available; use 'auto' or 'cpu'")
-    return device
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:

@@ -1,0 +1,18 @@
+"""Where torch work runs: CUDA when present, the CPU otherwise."""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; checks explicit CUDA requests.
+
+    Raises:
+        ValueError: CUDA was asked for but is not available.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use auto or cpu")
+    return device
