@@ -136,3 +136,21 @@ def test_curiosity_was_credited(tiny_run):
 def test_bad_config_values_give_a_clear_error(override, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(compose_cfg(override))
+
+
+def test_plot_command_redraws_a_run(tiny_run, tmp_path):
+    import shutil
+
+    from experiments.plot import main as plot_main
+
+    run_dir, _, _ = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "plots")
+    assert plot_main([str(copy)]) == 0
+    assert {p.name for p in (copy / "plots").iterdir()} == {
+        "network_archive.png",
+        "prompt_archive.png",
+        "progress.png",
+    }
+    assert plot_main([str(tmp_path / "nowhere")]) == 1
