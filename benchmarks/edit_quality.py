@@ -289,6 +289,11 @@ def markdown(rows: list[dict[str, Any]], tests: list[dict[str, Any]], meta: dict
             f"{s['distinct_children']} | {_num(s.get('tokens_per_sample'), '.0f')} | "
             f"{_num(s.get('seconds_per_sample'), '.2f')} |"
         )
+    failures = "\n".join(
+        f"- {r['operator']} T={_num(r['temperature'], '.1f')}: {r['summary']['errors']}"
+        for r in rows
+        if r["prompt"] is None and r["summary"]["errors"]
+    )
     prompts = "\n".join(f"- p{i}: {text}" for i, text in enumerate(meta["prompts"]))
     test_lines = "\n".join(
         f"- {t['operator']} T={t['temperature']} vs random-1: improved "
@@ -305,10 +310,9 @@ def markdown(rows: list[dict[str, Any]], tests: list[dict[str, Any]], meta: dict
         f"edges and none share among valid children. Run time {meta['seconds']:.0f} s.\n\n"
         + head
         + "\n".join(lines)
+        + (f"\n\nInvalid samples by failure kind:\n{failures}" if failures else "")
         + f"\n\nPrompts:\n{prompts}\n\nImproved on parent, LLM vs random-1 "
-        "(small samples: read the p-values as rough):\n"
-        + test_lines
-        + "\n"
+        "(small samples: read the p-values as rough):\n" + test_lines + "\n"
     )
 
 

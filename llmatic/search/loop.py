@@ -10,6 +10,7 @@ main phase:  repeat until the budget is spent:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ class IterationStats:
     phase: str
     evaluations: int  # charged benchmark evaluations so far
     candidates: int  # every candidate proposed so far (incl. failed and duplicates)
-    valid_code_rate: float  # share of LLM candidates whose code mapped to an architecture
+    valid_code_rate: float  # share of LLM candidates whose code mapped to an arch (NaN: no LLM)
     duplicates: int
     best_objective: float  # best validation accuracy in the network archive, %
     qd_score: float
@@ -111,22 +112,20 @@ def run_search(
             scheduler.tell(**tell_fields(candidates))
             store.flush()
             stats = _stats(iteration, phase, store, scheduler, prompt_archive, evaluator, start)
-            log.info(
-                "iter %d [%s] | evals %d/%d | candidates %d | valid %.0f%% | dup %d | "
-                "best %.2f | QD %.1f | coverage %.1f%%",
-                stats.iteration,
-                phase,
-                stats.evaluations,
-                budget,
-                stats.candidates,
-                100 * stats.valid_code_rate,
-                stats.duplicates,
-                stats.best_objective,
-                stats.qd_score,
-                100 * stats.coverage,
-            )
+            log.info(status_line(stats, budget))
             on_iteration(stats)
     return iteration
+
+
+def status_line(stats: IterationStats, budget: int) -> str:
+    """The progress line printed after every iteration."""
+    valid = "n/a" if math.isnan(stats.valid_code_rate) else f"{stats.valid_code_rate:.0%}"
+    return (
+        f"iter {stats.iteration} [{stats.phase}] | evals {stats.evaluations}/{budget} | "
+        f"candidates {stats.candidates} | valid {valid} | dup {stats.duplicates} | "
+        f"best {stats.best_objective:.2f} | QD {stats.qd_score:.1f} | "
+        f"coverage {stats.coverage:.1%}"
+    )
 
 
 def _stats(iteration, phase, store, scheduler, prompt_archive, evaluator, start) -> IterationStats:
@@ -138,7 +137,7 @@ def _stats(iteration, phase, store, scheduler, prompt_archive, evaluator, start)
         phase=phase,
         evaluations=evaluator.evaluations,
         candidates=len(store),
-        valid_code_rate=len(valid) / len(llm_made) if llm_made else 0.0,
+        valid_code_rate=len(valid) / len(llm_made) if llm_made else float("nan"),
         duplicates=sum(c.status == "duplicate" for c in store),
         best_objective=float(archive_stats.obj_max) if archive_stats.num_elites else float("nan"),
         qd_score=float(archive_stats.qd_score),
