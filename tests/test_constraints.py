@@ -140,3 +140,21 @@ def test_real_model_writes_valid_local_edits_under_the_grammar():
     for request, generation in zip(requests, llm.generate(requests), strict=True):
         arch = inspect_cell({"code": prompter.to_code(request, generation), "channels": 4})["arch"]
         assert 1 <= sum(parse_arch(arch)[e] != parent[e] for e in EDGES) <= 2
+
+
+def test_siblings_in_a_batch_steer_apart():
+    reference = _edge_ops(arch_to_code(PARENT))
+    proposed: set[str] = set()
+    prefix = edges_completion(PARENT).rsplit('OPS["', 1)[0] + 'OPS["'
+    first = EdgeLinesConstraint(
+        reference=reference, min_changes=1, max_changes=1, avoid=proposed, record=proposed
+    )
+    second = EdgeLinesConstraint(
+        reference=reference, min_changes=1, max_changes=1, avoid=proposed, record=proposed
+    )
+    assert first.continuations(prefix + "none") == ['"](C)\n']
+    assert proposed == {format_arch({**parse_arch(PARENT), (2, 3): "none"})}
+    # The sibling may no longer end on the same arch ...
+    assert all(not option.startswith("none") for option in second.continuations(prefix))
+    # ... while the first row, already written, stays valid and completes.
+    assert first.continuations(prefix + 'none"](C)\n') == []

@@ -61,6 +61,8 @@ class EdgeLinesConstraint:
         avoid: Arch strings the completion should not spell (those evaluated already):
             the last edge's choices that would complete one are removed, unless that
             leaves none. A live view is fine; it is read at every step.
+        record: A set to which the arch string is added as soon as the last operation is
+            written (pass the set that ``avoid`` also covers to steer siblings apart).
     """
 
     def __init__(
@@ -71,8 +73,10 @@ class EdgeLinesConstraint:
         min_changes: int = 0,
         max_changes: int = len(EDGES),
         avoid: Container[str] = frozenset(),
+        record: set[str] | None = None,
     ) -> None:
         self.avoid = avoid
+        self.record = record
         self.allowed = [list(a) for a in allowed] if allowed else [list(OP_NAMES)] * len(EDGES)
         self.reference = list(reference) if reference is not None else None
         if not 0 <= min_changes <= max_changes:
@@ -85,8 +89,14 @@ class EdgeLinesConstraint:
             '"](C)\n'
         ]
 
-    def _options(self, slot: int, changes: int, chosen: list[str]) -> list[str]:
-        """Operations edge ``slot`` may take after ``chosen`` (with ``changes`` changes)."""
+    def _options(
+        self, slot: int, changes: int, chosen: list[str], *, steer: bool = True
+    ) -> list[str]:
+        """Operations edge ``slot`` may take after ``chosen`` (with ``changes`` changes).
+
+        ``steer=False`` leaves out the ``avoid`` filter: a name already written stays
+        valid even if ``avoid`` has grown since (it grows while a batch is generated).
+        """
         options = self.allowed[slot]
         if self.reference is not None:
             same = self.reference[slot]
@@ -94,7 +104,7 @@ class EdgeLinesConstraint:
                 options = [o for o in options if o == same]
             elif self.min_changes - changes >= len(EDGES) - slot:  # must change from here on
                 options = [o for o in options if o != same]
-        if slot == len(EDGES) - 1 and self.avoid:
+        if steer and slot == len(EDGES) - 1 and self.avoid:
             new = [
                 o
                 for o in options
@@ -107,16 +117,22 @@ class EdgeLinesConstraint:
         pos, changes, ops = 0, 0, []
         for slot in range(len(EDGES)):
             rest = text[pos:]
-            options = self._options(slot, changes, ops)
+            options = self._options(slot, changes, ops, steer=False)
             chosen = next((o for o in options if rest.startswith(o)), None)
             if chosen is None:
-                partial = [o for o in options if o.startswith(rest)]
+                steered = self._options(slot, changes, ops)
+                partial = [o for o in steered if o.startswith(rest)] or [
+                    o for o in options if o.startswith(rest)
+                ]
                 if not partial:
                     return None
                 # The rest of this name, its fixed text: enough lookahead for any token.
                 return [o[len(rest) :] + self.fixed[slot] for o in partial]
             pos += len(chosen)
             ops.append(chosen)
+            if slot + 1 == len(EDGES) and self.record is not None:
+                # Siblings still being sampled in this batch now steer away from it too.
+                self.record.add(format_arch(dict(zip(EDGES, ops, strict=True))))
             if self.reference is not None and chosen != self.reference[slot]:
                 changes += 1
             rest = text[pos:]
@@ -179,7 +195,10 @@ class CellPrompter:
         self.chat_template = chat_template
         self.constrained = constrained
         self.min_changes, self.max_changes = min_changes, max_changes
-        self.avoid = avoid
+        # Every arch any constrained sample has spelled: with ``avoid``, the grammar steers
+        # new samples (siblings in the same batch included) away from both.
+        self.proposed: set[str] = set()
+        self.avoid = _Union(avoid, self.proposed)
 
     @property
     def stop(self) -> tuple[str, ...]:
@@ -193,6 +212,7 @@ class CellPrompter:
                 min_changes=self.min_changes,
                 max_changes=self.max_changes,
                 avoid=self.avoid,
+                record=self.proposed,
             )
         return self._request(parent_code.rstrip() + "\n", instruction, temperature, constraint)
 
@@ -206,6 +226,7 @@ class CellPrompter:
             constraint = EdgeLinesConstraint(
                 allowed=[sorted({a, b}) for a, b in zip(ops_a, ops_b, strict=True)],
                 avoid=self.avoid,
+                record=self.proposed,
             )
         code = f"{code_a.rstrip()}\n\n\n{code_b.rstrip()}\n"
         return self._request(code, instruction, temperature, constraint)
@@ -261,6 +282,19 @@ def _constructor_lines(text: str) -> str:
             break
         kept.append(line)
     return "\n".join(kept) + "\n"
+
+
+class _Union:
+    """``x in _Union(a, b)`` is ``x in a or x in b`` (live views of both)."""
+
+    def __init__(self, *containers: Container[str]) -> None:
+        self.containers = containers
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in c for c in self.containers)
+
+    def __bool__(self) -> bool:
+        return True
 
 
 def _edge_ops(cell_code: str) -> list[str]:
