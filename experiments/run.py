@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from llmatic.experiment import ConfigError, run_experiment
+from llmatic.llm.models import ModelNotFoundError
 
 log = logging.getLogger("llmatic")
 
@@ -26,8 +27,9 @@ def main(cfg: DictConfig) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         run_experiment(cfg, HydraConfig.get().runtime.output_dir)
-    except ConfigError as err:
-        log.error("config error: %s", err)
+    except (ConfigError, ModelNotFoundError) as err:
+        # A user's mistake, not a bug: one line saying what to fix, no traceback.
+        log.error("%s: %s", type(err).__name__, err)
         sys.exit(2)
 
 

@@ -67,6 +67,14 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"benchmark={cfg.benchmark.name!r} is unknown; use one of {list(BENCHMARKS)}"
         )
+    if cfg.benchmark.name == "nasbench201":
+        datasets = ("cifar10", "cifar100", "imagenet16")
+        if cfg.benchmark.dataset not in datasets:
+            raise ConfigError(
+                f"benchmark.dataset={cfg.benchmark.dataset!r} is unknown; use one of {datasets}"
+            )
+        if str(cfg.benchmark.fidelity) not in ("200", "12"):
+            raise ConfigError(f"benchmark.fidelity must be 200 or 12, got {cfg.benchmark.fidelity}")
     if search.budget <= 0:
         raise ConfigError(f"search.budget must be > 0, got {search.budget}")
     if search.batch_size < 1:
@@ -98,10 +106,28 @@ def validate_config(cfg: DictConfig) -> None:
 
 def build_llm(cfg: DictConfig) -> LLMBackend:
     """The configured LLM backend (loaded once per process)."""
-    if cfg.llm.backend != "transformers":
-        raise ConfigError(f"llm.backend={cfg.llm.backend!r} is unknown; use 'transformers'")
-    from llmatic.llm.transformers_backend import TransformersLLM
     from llmatic.nb201.prompts import STOP
+
+    if cfg.llm.backend == "openai":
+        from llmatic.llm.openai_backend import OpenAICompatibleLLM
+
+        return OpenAICompatibleLLM(
+            base_url=cfg.llm.base_url,
+            model=cfg.llm.model,
+            api_key_env=cfg.llm.api_key_env,
+            endpoint=cfg.llm.endpoint,
+            max_new_tokens=cfg.llm.max_new_tokens,
+            stop=STOP[cfg.llm.scope],
+            max_concurrency=cfg.llm.max_concurrency,
+            timeout_s=cfg.llm.timeout_s,
+            max_retries=cfg.llm.max_retries,
+            seed=cfg.seed,
+        )
+    if cfg.llm.backend != "transformers":
+        raise ConfigError(
+            f"llm.backend={cfg.llm.backend!r} is unknown; use 'transformers' or 'openai'"
+        )
+    from llmatic.llm.transformers_backend import TransformersLLM
 
     return TransformersLLM(
         model=cfg.llm.model,
@@ -135,8 +161,12 @@ def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:
     if bench.name == "nasbench201":
         from llmatic.benchmarks.nasbench201 import NasBench201Benchmark, NasBench201Table
 
+        try:
+            table = NasBench201Table.load(bench.table)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(f"benchmark.table: {err}") from None
         return NasBench201Benchmark(
-            table=NasBench201Table.load(bench.table),
+            table=table,
             dataset=bench.dataset,
             fidelity=str(bench.fidelity),
         )

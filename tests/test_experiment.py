@@ -154,3 +154,11 @@ def test_plot_command_redraws_a_run(tiny_run, tmp_path):
         "progress.png",
     }
     assert plot_main([str(tmp_path / "nowhere")]) == 1
+
+
+def test_nasbench201_config_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="benchmark.dataset"):
+        validate_config(compose_cfg("+exp=nasbench201", "benchmark.dataset=mnist"))
+    cfg = compose_cfg("+exp=nasbench201", f"benchmark.table={tmp_path / 'missing.csv'}")
+    with pytest.raises(ConfigError, match="benchmark.table: .*convert"):
+        run_experiment(cfg, tmp_path / "run", llm=ScriptedLLM(["x"]))

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -127,7 +128,9 @@ class OpenAICompatibleLLM:
                 f"{timeout_s}, {backoff_s}, {max_backoff_s}"
             )
         self.base_url = base_url.rstrip("/")
-        self.url = self.base_url + ("/completions" if endpoint == "completions" else "/chat/completions")
+        self.url = self.base_url + (
+            "/completions" if endpoint == "completions" else "/chat/completions"
+        )
         self.model = model
         self.endpoint = endpoint
         self.max_new_tokens = max_new_tokens
@@ -142,6 +145,7 @@ class OpenAICompatibleLLM:
         # Jitter only spreads retries out; it needs no reproducibility.
         self._jitter = random.Random()
         self._sent = 0
+        self._retry_lock = threading.Lock()
         self.total_tokens = 0
         self.total_seconds = 0.0
         self.total_samples = 0
@@ -223,7 +227,8 @@ class OpenAICompatibleLLM:
                     wait = max(wait, err.retry_after)
                 time.sleep(min(wait, self.max_backoff_s))
                 attempt += 1
-                self.total_retries += 1
+                with self._retry_lock:
+                    self.total_retries += 1
         return self._parse(response)
 
     def _post(self, body: bytes) -> dict[str, Any]:
@@ -250,9 +255,8 @@ class OpenAICompatibleLLM:
         try:
             return json.loads(raw)
         except ValueError:
-            raise LLMServerError(
-                f"POST {self.url}: response is not JSON: {_one_line(raw[:200].decode(errors='replace'))}"
-            ) from None
+            head = _one_line(raw[:200].decode(errors="replace"))
+            raise LLMServerError(f"POST {self.url}: response is not JSON: {head}") from None
 
     def _parse(self, response: dict[str, Any]) -> Generation:
         try:
@@ -286,11 +290,12 @@ def _error_detail(err: urllib.error.HTTPError) -> str:
     text = raw.decode(errors="replace")
     try:
         data = json.loads(text)
-        error = data.get("error", data) if isinstance(data, dict) else data
-        if isinstance(error, dict):
-            text = str(error.get("message") or error.get("detail") or error)
-        elif isinstance(data, dict) and "detail" in data:
-            text = str(data["detail"])
+        if isinstance(data, dict):
+            # OpenAI: {"error": {"message": ...}}; FastAPI servers: {"detail": ...}.
+            error = data.get("error", data)
+            if isinstance(error, dict):
+                error = error.get("message") or error.get("detail") or error
+            text = str(error)
     except ValueError:
         pass
     return _one_line(text or err.reason or "")
