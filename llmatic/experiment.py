@@ -90,6 +90,10 @@ def validate_config(cfg: DictConfig) -> None:
     except ValueError as err:
         raise ConfigError(f"benchmark.seed_arch: {err}") from None
     if search.name == "llmatic":
+        if cfg.llm.backend not in ("transformers", "openai"):
+            raise ConfigError(
+                f"llm.backend={cfg.llm.backend!r} is unknown; use 'transformers' or 'openai'"
+            )
         if not 0.0 <= search.mutation_share <= 1.0:
             raise ConfigError(
                 f"search.mutation_share must be in [0, 1], got {search.mutation_share}"

@@ -11,7 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from llmatic.llm.constraints import TextConstraint
+
+class TextConstraint(Protocol):
+    """A prefix-closed language of completions."""
+
+    def continuations(self, text: str) -> Sequence[str] | None:
+        """What may follow ``text`` (the generated text so far, without prompt and prefill).
+
+        Returns:
+            Strings, one of which every valid completion of ``text`` continues with
+            (they may be cut short, e.g. after the next choice); ``[]`` when ``text`` is
+            complete (only end-of-sequence may follow); None when ``text`` has left the
+            language (the row is then left unconstrained and fails later, which cannot
+            happen when the processor has masked every step).
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -60,3 +74,14 @@ class LLMBackend(Protocol):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Returns one :class:`Generation` per request, in the order of ``requests``."""
         ...
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to (not including) the earliest occurrence of any stop string."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            index = text.find(s)
+            if 0 <= index < cut:
+                cut = index
+    return text[:cut]

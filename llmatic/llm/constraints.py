@@ -11,25 +11,10 @@ model's edits of NAS-Bench-201 cells valid (see ``docs/llm.md``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import torch
 
-
-class TextConstraint(Protocol):
-    """A prefix-closed language of completions."""
-
-    def continuations(self, text: str) -> Sequence[str] | None:
-        """What may follow ``text`` (the generated text so far, without prompt and prefill).
-
-        Returns:
-            Strings, one of which every valid completion of ``text`` continues with
-            (they may be cut short, e.g. after the next choice); ``[]`` when ``text`` is
-            complete (only end-of-sequence may follow); None when ``text`` has left the
-            language (the row is then left unconstrained and fails later, which cannot
-            happen when the processor has masked every step).
-        """
-        ...
+from llmatic.llm.base import TextConstraint
 
 
 class VocabularyTrie:

@@ -34,11 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from http.client import HTTPException
 from typing import Any
 
-from llmatic.llm.base import Generation, GenerationRequest
-
-# cut_at_stop lives with the transformers backend; importing it there also imports torch and
-# transformers (a few seconds), which every other part of the search imports anyway.
-from llmatic.llm.transformers_backend import cut_at_stop
+from llmatic.llm.base import Generation, GenerationRequest, cut_at_stop
 
 #: HTTP statuses worth retrying: the server is busy, overloaded or restarting.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

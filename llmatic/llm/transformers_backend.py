@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from llmatic.devices import resolve_device
-from llmatic.llm.base import Generation, GenerationRequest
+from llmatic.llm.base import Generation, GenerationRequest, cut_at_stop
 from llmatic.llm.constraints import ConstrainedLogitsProcessor, VocabularyTrie
 from llmatic.llm.models import EMBEDDED_MODEL, resolve_model
 
@@ -135,17 +135,6 @@ class _StopStrings(StoppingCriteria):
                     self.finished_at[row] = length
         done = [d is not None for d in self.finished_at]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to (not including) the earliest occurrence of any stop string."""
-    cut = len(text)
-    for s in stop:
-        if s:
-            index = text.find(s)
-            if 0 <= index < cut:
-                cut = index
-    return text[:cut]
 
 
 class TransformersLLM:
