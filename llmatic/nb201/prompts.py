@@ -50,7 +50,7 @@ class EdgeLinesConstraint:
     chooses each operation among ``allowed[k]`` for edge ``k``. With a ``reference`` (the
     parent's operations) the number of edges that differ from it is kept within
     ``[min_changes, max_changes]``: a trust region that makes every edit a real, local
-    edit. A :class:`~llmatic.llm.constraints.TextConstraint`.
+    edit. A :class:`~llmatic.llm.base.TextConstraint`.
 
     Args:
         allowed: Per edge (in :data:`~llmatic.nb201.cell.EDGES` order), the operations the
