@@ -1,10 +1,10 @@
 """Runs every benchmark in ``benchmarks/``, one after the other, with this interpreter.
 
-``python -m benchmarks.run_all`` runs ``sandbox_overhead`` (~1 min) and ``edit_quality``
-(~10 min on 2 CPU cores); ``--all`` adds ``cell_prompt_validity`` (~25 min). ``--only NAME
-...`` picks benchmarks by name. Each writes its figures to ``benchmarks/results/``; this
-prints which ran, how long each took and which result files they (re)wrote. ``make bench``
-calls it.
+``python -m benchmarks.run_all`` runs ``sandbox_overhead`` (~1 min), ``edit_quality``
+(~10 min on 2 CPU cores) and ``soak`` (~1 min; needs the NB201 table); ``--all`` adds
+``cell_prompt_validity`` (~25 min). ``--only NAME ...`` picks benchmarks by name. Each
+writes its figures to ``benchmarks/results/``; this prints which ran, how long each took
+and which result files they (re)wrote. ``make bench`` calls it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     # as a script, as its docstring says (so is cell_prompt_validity).
     "sandbox_overhead": ([str(HERE / "sandbox_overhead.py")], False),
     "edit_quality": (["-m", "benchmarks.edit_quality"], False),
+    "soak": (["-m", "benchmarks.soak"], False),
     "cell_prompt_validity": ([str(HERE / "cell_prompt_validity.py")], True),
 }
 

@@ -1,7 +1,8 @@
 """Run one search: ``python -m experiments.run [+exp=NAME] [key=value ...]``.
 
 Hydra composes ``conf/config.yaml`` (and ``conf/exp/NAME.yaml``); the run's files go to
-Hydra's output directory. ``-m seed=0,1,2`` sweeps.
+Hydra's output directory. ``-m seed=0,1,2`` sweeps. ``resume=RUN_DIR`` continues a killed
+run from its checkpoint, with the run's own config (Hydra's log then goes to RUN_DIR too).
 """
 
 from __future__ import annotations
@@ -12,12 +13,22 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from llmatic.experiment import ConfigError, run_experiment
+from llmatic.checkpoint import CheckpointError
+from llmatic.experiment import ConfigError, resume_config, run_experiment
 from llmatic.llm.models import ModelNotFoundError
 
 log = logging.getLogger("llmatic")
+
+# conf/config.yaml: with resume=RUN_DIR, Hydra's output directory is RUN_DIR (its run.log
+# goes on there) and the resuming command line's .hydra/ files go to .hydra/resume/.
+OmegaConf.register_new_resolver(
+    "llmatic.resume_or", lambda resume, default: resume or default, replace=True
+)
+OmegaConf.register_new_resolver(
+    "llmatic.hydra_subdir", lambda resume: ".hydra/resume" if resume else ".hydra", replace=True
+)
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -26,8 +37,12 @@ def main(cfg: DictConfig) -> None:
     # are written on the way out like on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        run_experiment(cfg, HydraConfig.get().runtime.output_dir)
-    except (ConfigError, ModelNotFoundError) as err:
+        if cfg.resume:
+            run_cfg = resume_config(cfg.resume, cfg, HydraConfig.get().overrides.task)
+            run_experiment(run_cfg, cfg.resume, resume=True)
+        else:
+            run_experiment(cfg, HydraConfig.get().runtime.output_dir)
+    except (ConfigError, ModelNotFoundError, CheckpointError) as err:
         # A user's mistake, not a bug: one line saying what to fix, no traceback.
         log.error("%s: %s", type(err).__name__, err)
         sys.exit(2)

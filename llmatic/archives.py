@@ -92,6 +92,16 @@ class PromptArchive:
             seed=seed,
         )
 
+    def state_dict(self) -> dict:
+        """The prompts and the archive (for a checkpoint)."""
+        return {"prompts": self.prompts, "archive": self.archive}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Takes the archive of :meth:`state_dict`; the prompts must be the same."""
+        if list(state["prompts"]) != self.prompts:
+            raise ValueError("the checkpoint's prompt archive was made for other prompts")
+        self.archive = state["archive"]
+
     def credit(
         self,
         prompt_ids: Sequence[int],

@@ -9,6 +9,7 @@ broken and duplicate ones, ends up in ``candidates.jsonl``: nothing is dropped s
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,21 @@ class CandidateStore:
 
     def __iter__(self):
         return iter(self._candidates)
+
+    def state_dict(self) -> dict:
+        """Every candidate and how many of them are in the file (for a checkpoint)."""
+        return {"candidates": self._candidates, "flushed": self._flushed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Takes the candidates of a checkpoint; rewrites the file to hold exactly the
+        flushed ones (a killed run may have written more after its last checkpoint)."""
+        self._candidates = list(state["candidates"])
+        self._flushed = int(state["flushed"])
+        if self._path is not None:
+            lines = "".join(c.to_json() + "\n" for c in self._candidates[: self._flushed])
+            tmp = self._path.with_name(self._path.name + ".tmp")
+            tmp.write_text(lines)
+            os.replace(tmp, self._path)
 
     def flush(self) -> None:
         """Appends the candidates that are final and not yet written, in id order."""

@@ -31,6 +31,8 @@ import yaml  # noqa: E402  (PyYAML: a dependency of omegaconf / hydra-core)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy.stats import mannwhitneyu  # noqa: E402
 
+from llmatic.prompt_stats import prompt_markdown, prompt_stats  # noqa: E402
+
 DEFAULT_BUDGETS = (100, 500, 2000)
 DEFAULT_BASELINES = ("random", "rea")
 RUN_FILES = ("summary.json", "candidates.jsonl")
@@ -761,6 +763,9 @@ def compare(
         warnings=warnings,
         images=images,
     )
+    prompts = prompt_markdown(prompt_stats((r.dataset, r.run_dir) for r in runs))
+    if prompts:
+        markdown += f"\n## Prompts (LLM runs, all seeds)\n\n{prompts}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text(markdown)
     frame.to_csv(out / "comparison.csv", index=False, float_format="%.4f")

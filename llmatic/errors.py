@@ -11,6 +11,8 @@ from __future__ import annotations
 FAILURE_KINDS: dict[str, str] = {
     "no_code": "the completion holds no Python class definition",
     "syntax_error": "the code does not parse",
+    "forbidden_code": "the code uses a construct no network needs (an import, file or process "
+    "access, introspection); checked before it runs",
     "no_module": "the code defines no torch.nn.Module subclass of the expected name",
     "build_error": "constructing the network raised an exception",
     "out_of_space": "the network is not in the benchmark's search space",

@@ -1,8 +1,9 @@
 """Candidate code -> arch string (in the sandbox) -> benchmark score, counted honestly.
 
-- Generated code only ever runs in the sandbox (``llmatic.nb201.inspect:inspect_cell``);
-  candidates that come with their arch (the baselines render code from an arch with our
-  own code) skip that step.
+- Generated code only ever runs in the sandbox (``llmatic.nb201.inspect:inspect_cell``),
+  and only once it passes the static check (:mod:`llmatic.sandbox.static_check`), which
+  runs here first so that forbidden code costs no sandbox call; candidates that come with
+  their arch (the baselines render code from an arch with our own code) skip that step.
 - The same code (after normalisation) is inspected once; the same architecture is
   evaluated once: a repeat is recorded as a ``duplicate`` of the first and costs no budget.
 - Every benchmark call counts as one evaluation, whether it succeeds or not; once the
@@ -14,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Container, Sequence
 
 from llmatic.benchmarks.base import Benchmark
-from llmatic.candidate import Candidate
+from llmatic.candidate import Candidate, CandidateStore
 from llmatic.errors import CandidateError
 from llmatic.network_code import normalize_code
-from llmatic.sandbox import Sandbox
+from llmatic.sandbox import Sandbox, check_code
 
 
 class CellEvaluator:
@@ -51,6 +52,38 @@ class CellEvaluator:
     def evaluated_archs(self) -> Container[str]:
         """Arch strings charged so far (a live view)."""
         return self._first_with_arch.keys()
+
+    def state_dict(self) -> dict:
+        """Evaluation count, de-duplication tables and timings (for a checkpoint).
+
+        Candidates are referred to by id and errors as ``(kind, message)``: both pickle
+        without the store and without ``CandidateError``'s constructor.
+        """
+        return {
+            "evaluations": self.evaluations,
+            "arch_of_code": {
+                key: (value.kind, value.message) if isinstance(value, CandidateError) else value
+                for key, value in self._arch_of_code.items()
+            },
+            "first_with_arch": {arch: c.id for arch, c in self._first_with_arch.items()},
+            "inspect_seconds": self.inspect_seconds,
+            "benchmark_seconds": self.benchmark_seconds,
+        }
+
+    def load_state_dict(self, state: dict, store: CandidateStore) -> None:
+        """Restores :meth:`state_dict`; ``store`` holds the candidates it refers to.
+
+        The tables are refilled in place: :attr:`evaluated_archs` views stay live.
+        """
+        self.evaluations = int(state["evaluations"])
+        self._arch_of_code.clear()
+        for key, value in state["arch_of_code"].items():
+            self._arch_of_code[key] = value if isinstance(value, str) else CandidateError(*value)
+        self._first_with_arch.clear()
+        for arch, candidate_id in state["first_with_arch"].items():
+            self._first_with_arch[arch] = store[candidate_id]
+        self.inspect_seconds = float(state["inspect_seconds"])
+        self.benchmark_seconds = float(state["benchmark_seconds"])
 
     def evaluate(self, candidates: Sequence[Candidate], *, budget: int) -> None:
         """Completes each pending candidate in place; stops charging at ``budget``."""
@@ -97,6 +130,10 @@ class CellEvaluator:
         """The arch string of ``code`` (cached by normalised code), or why there is none."""
         key = normalize_code(code)
         if key not in self._arch_of_code:
+            reason = check_code(code)
+            if reason is not None:
+                self._arch_of_code[key] = CandidateError("forbidden_code", reason)
+                return self._arch_of_code[key]
             result = self.sandbox.run(
                 "llmatic.nb201.inspect:inspect_cell", {"code": code, **self.probe}
             )

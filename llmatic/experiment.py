@@ -2,14 +2,17 @@
 
 ``run_experiment`` builds the pieces the config names (sandbox, benchmark, LLM, archives,
 emitters, schedulers), runs :func:`llmatic.search.loop.run_search`, and always leaves the
-run's files behind, also when the search stops with an error or Ctrl-C.
+run's files behind, also when the search stops with an error or Ctrl-C. It checkpoints
+the search (:mod:`llmatic.checkpoint`) and, with ``resume=True``, continues a run from
+its checkpoint; :func:`resume_config` checks a command line against the run's config.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +23,10 @@ from llmatic.archives import PromptArchive, make_network_archive
 from llmatic.benchmarks.base import Benchmark
 from llmatic.benchmarks.digits import DigitsBenchmark
 from llmatic.candidate import CandidateStore
+from llmatic.checkpoint import CHECKPOINT_FILE, Checkpointer, Search, SearchState
+from llmatic.checkpoint import load as load_checkpoint
+from llmatic.checkpoint import read_header as read_checkpoint_header
+from llmatic.checkpoint import restore as restore_checkpoint
 from llmatic.emitters import (
     CuriosityRule,
     LLMCrossoverEmitter,
@@ -52,6 +59,8 @@ SANDBOX_PRELOAD = (
 
 SEARCHES = ("llmatic", "random", "rea")
 BENCHMARKS = ("digits", "nasbench201")
+#: ``scripted`` is a fake for tests and benchmarks (:mod:`llmatic.debug_llm`).
+LLM_BACKENDS = ("transformers", "openai", "scripted")
 
 
 class ConfigError(ValueError):
@@ -79,6 +88,10 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"search.budget must be > 0, got {search.budget}")
     if search.batch_size < 1:
         raise ConfigError(f"search.batch_size must be >= 1, got {search.batch_size}")
+    if cfg.output.checkpoint_every < 1:
+        raise ConfigError(
+            f"output.checkpoint_every must be >= 1, got {cfg.output.checkpoint_every}"
+        )
     for name in ("width_to_depth_range", "log10_flops_range"):
         low, high = cfg.benchmark.archive[name]
         if not low < high:
@@ -90,9 +103,9 @@ def validate_config(cfg: DictConfig) -> None:
     except ValueError as err:
         raise ConfigError(f"benchmark.seed_arch: {err}") from None
     if search.name == "llmatic":
-        if cfg.llm.backend not in ("transformers", "openai"):
+        if cfg.llm.backend not in LLM_BACKENDS:
             raise ConfigError(
-                f"llm.backend={cfg.llm.backend!r} is unknown; use 'transformers' or 'openai'"
+                f"llm.backend={cfg.llm.backend!r} is unknown; use one of {list(LLM_BACKENDS)}"
             )
         if not 0.0 <= search.mutation_share <= 1.0:
             raise ConfigError(
@@ -108,10 +121,104 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError("prompts.mutation must list at least one instruction")
 
 
+#: Config keys a resumed run may change on the command line: how it runs, not what it
+#: searches (``output`` covers ``output.plots`` and the others).
+RESUME_MAY_CHANGE = (
+    "output",
+    "sandbox",
+    "benchmark.table",
+    "llm.cache_dir",
+    "llm.num_threads",
+    "llm.base_url",
+    "llm.api_key_env",
+    "llm.timeout_s",
+    "llm.max_retries",
+    "llm.max_concurrency",
+)
+
+
+def resume_config(run_dir: str | Path, cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The config that resumes the run in ``run_dir``: the run's own ``config.yaml``.
+
+    The command line's values of :data:`RESUME_MAY_CHANGE` go on top of it; an override
+    of anything else must repeat the run's value (re-running the run's own command line
+    with ``resume=`` added is fine).
+
+    Args:
+        run_dir: The run directory.
+        cfg: The config composed from the command line.
+        overrides: The command line's overrides (``key=value``; ``resume=`` among them).
+
+    Raises:
+        ConfigError: ``run_dir`` has no ``config.yaml``, or an override changes the run.
+    """
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"resume={run_dir}: no config.yaml there; give the directory of a run that "
+            "experiments.run made"
+        )
+    saved = OmegaConf.load(path)
+    ours = _flatten(OmegaConf.to_container(saved, resolve=True))
+    theirs = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    changed: list[str] = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+        if key == "resume" or _covers(("hydra",), key):
+            continue
+        if _covers(RESUME_MAY_CHANGE, key):
+            value = OmegaConf.select(cfg, key)
+            log.info("resume: %s=%s (the run had %s)", key, value, OmegaConf.select(saved, key))
+            OmegaConf.update(saved, key, value, merge=False)
+            continue
+        # A key or a group compares its leaves; anything else (+exp=NAME) all of them.
+        known = any(_covers((key,), k) for k in theirs)
+        for name in sorted(set(ours) | set(theirs)):
+            if name == "resume" or _covers(RESUME_MAY_CHANGE, name):
+                continue
+            if (not known or _covers((key,), name)) and ours.get(name) != theirs.get(name):
+                changed.append(f"{name} ({ours.get(name)!r} -> {theirs.get(name)!r})")
+    if changed:
+        changed = list(dict.fromkeys(changed))
+        shown = ", ".join(changed[:5]) + (
+            f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        )
+        raise ConfigError(
+            f"resume={run_dir}: the command line changes {shown} from the run's "
+            f"config.yaml; a resumed run keeps its config (only {', '.join(RESUME_MAY_CHANGE)} "
+            "may change): drop those overrides"
+        )
+    return saved
+
+
+def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are leaves)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, object] = {}
+    for name, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{name}" if prefix else str(name)))
+    return flat
+
+
+def _covers(prefixes: Sequence[str], key: str) -> bool:
+    """Whether ``key`` is one of ``prefixes`` or lies under one."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
 def build_llm(cfg: DictConfig) -> LLMBackend:
     """The configured LLM backend (loaded once per process)."""
     from llmatic.nb201.prompts import STOP
 
+    if cfg.llm.backend == "scripted":
+        from llmatic.debug_llm import ScriptedDebugLLM
+
+        return ScriptedDebugLLM(
+            seed=cfg.seed,
+            broken=cfg.llm.broken,
+            delay_s=cfg.llm.delay_s,
+            stop=STOP[cfg.llm.scope],
+        )
     if cfg.llm.backend == "openai":
         from llmatic.llm.openai_backend import OpenAICompatibleLLM
 
@@ -129,7 +236,7 @@ def build_llm(cfg: DictConfig) -> LLMBackend:
         )
     if cfg.llm.backend != "transformers":
         raise ConfigError(
-            f"llm.backend={cfg.llm.backend!r} is unknown; use 'transformers' or 'openai'"
+            f"llm.backend={cfg.llm.backend!r} is unknown; use one of {list(LLM_BACKENDS)}"
         )
     from llmatic.llm.transformers_backend import TransformersLLM
 
@@ -270,18 +377,45 @@ def build_phases(
     return phases, prompt_archive, llm
 
 
-def run_experiment(cfg: DictConfig, run_dir: str | Path, *, llm: LLMBackend | None = None) -> dict:
+def run_experiment(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    *,
+    llm: LLMBackend | None = None,
+    resume: bool = False,
+    on_iteration: Callable[[IterationStats], None] | None = None,
+) -> dict:
     """Runs the configured search into ``run_dir``; returns the summary.
 
     Args:
-        cfg: The composed config (``conf/config.yaml``).
+        cfg: The composed config (``conf/config.yaml``); when resuming, the run's own
+            (see :func:`resume_config`).
         run_dir: Where the run's files go.
         llm: A backend to use instead of the configured one (tests pass a scripted one).
+        resume: Continue the run in ``run_dir`` from its checkpoint: the files are cut
+            back to the checkpoint and the search goes on to the budget. A finished run
+            is left as it is (its summary is returned).
+        on_iteration: Also called after every iteration (benchmarks, tests).
+
+    Raises:
+        ConfigError: A config value is wrong.
+        CheckpointError: ``resume`` and the checkpoint is missing or unusable.
     """
+    run_dir = Path(run_dir)
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    state: SearchState | None = None
+    if resume:
+        if read_checkpoint_header(checkpoint_path)["finished"]:
+            log.info("%s finished already: nothing to resume", run_dir)
+            summary_path = run_dir / "summary.json"
+            return json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        state = load_checkpoint(checkpoint_path)
     validate_config(cfg)
-    start = time.perf_counter()
+    start = time.perf_counter() - (state.run_seconds if state else 0.0)
     recorder = RunRecorder(run_dir)
-    (recorder.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if state is None:
+        (recorder.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        checkpoint_path.unlink(missing_ok=True)  # a stale one from an earlier run here
     store = CandidateStore(path=recorder.run_dir / "candidates.jsonl")
     search, bench = cfg.search, cfg.benchmark
     limits = SandboxLimits(
@@ -289,16 +423,39 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, *, llm: LLMBackend | No
         memory_mb=cfg.sandbox.memory_mb,
         num_threads=cfg.sandbox.num_threads,
     )
-    network_archive = make_network_archive(
-        dims=list(bench.archive.dims),
-        width_to_depth_range=tuple(bench.archive.width_to_depth_range),
-        log10_flops_range=tuple(bench.archive.log10_flops_range),
-        seed=cfg.seed,
-    )
+    if state is not None:
+        network_archive = state.network_archive
+    else:
+        network_archive = make_network_archive(
+            dims=list(bench.archive.dims),
+            width_to_depth_range=tuple(bench.archive.width_to_depth_range),
+            log10_flops_range=tuple(bench.archive.log10_flops_range),
+            seed=cfg.seed,
+        )
     with Sandbox(limits=limits, preload=SANDBOX_PRELOAD) as sandbox:
         evaluator = CellEvaluator(sandbox=sandbox, benchmark=build_benchmark(cfg, sandbox))
         phases, prompt_archive, llm = build_phases(
             cfg, network_archive=network_archive, store=store, evaluator=evaluator, llm=llm
+        )
+        parts = Search(network_archive, prompt_archive, phases, store, evaluator, llm)
+        if state is not None:
+            restore_checkpoint(parts, state)
+            recorder.restore_metrics(state.metrics)
+            log.info(
+                "resuming %s after iteration %d (%s phase): %d evaluations, %d candidates",
+                run_dir,
+                state.iteration,
+                state.phase,
+                evaluator.evaluations,
+                len(store),
+            )
+        checkpointer = Checkpointer(
+            checkpoint_path,
+            parts,
+            every=cfg.output.checkpoint_every,
+            metrics=recorder.metrics,
+            clock=lambda: time.perf_counter() - start,
+            resumed=state,
         )
 
         def save_archives() -> None:
@@ -306,24 +463,34 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, *, llm: LLMBackend | No
                 network_archive, prompt_archive.archive if prompt_archive else None
             )
 
-        def on_iteration(stats: IterationStats) -> None:
+        def after_iteration(stats: IterationStats) -> None:
             recorder.log_iteration(stats)
             if stats.iteration % cfg.output.snapshot_every == 0:
                 save_archives()
+            checkpointer.iteration_done(stats)
+            if on_iteration is not None:
+                on_iteration(stats)
 
+        iterations = None
         try:
-            run_search(
+            iterations = run_search(
                 phases=phases,
                 store=store,
                 evaluator=evaluator,
                 prompt_archive=prompt_archive,
                 budget=search.budget,
                 max_candidates=search.max_candidates or 10 * search.budget,
-                on_iteration=on_iteration,
+                on_iteration=after_iteration,
+                start_iteration=state.iteration if state else 0,
+                elapsed_seconds=state.metrics[-1].seconds if state and state.metrics else 0.0,
             )
         finally:
             # Whatever happened, keep what was finished.
             store.flush()
+            if iterations is not None:
+                checkpointer.finish(iterations)
+            else:
+                checkpointer.close()  # the last finished iteration, if not on disk yet
             save_archives()
             summary = summarize(
                 store,
@@ -341,12 +508,14 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, *, llm: LLMBackend | No
                 "llm": getattr(llm, "total_seconds", 0.0),
                 "inspect_code": evaluator.inspect_seconds,  # sandboxed code -> arch
                 "benchmark": evaluator.benchmark_seconds,  # training / table look-up
+                "checkpoint": checkpointer.seconds,  # serialising and writing checkpoints
             }
             # Start-up (sandbox, model load), archives, logging: everything else.
             seconds["other"] = total - sum(seconds.values())
             summary["seconds"] = {"total": total, **seconds}
             summary["evaluations_per_minute"] = 60 * evaluator.evaluations / total
             summary["llm_tokens"] = getattr(llm, "total_tokens", None)
+            summary["checkpoint"] = checkpointer.report()
             recorder.write_summary(summary)
     if cfg.output.plots:
         from llmatic.plotting import plot_run

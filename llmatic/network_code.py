@@ -1,7 +1,9 @@
 """Turning untrusted network source code into an ``nn.Module`` instance.
 
-Only the sandboxed child process calls :func:`instantiate`: it executes the code. The
-search process only ever *parses* code (:mod:`llmatic.llm.extraction`).
+Only the sandboxed child process calls :func:`instantiate`: it executes the code, after
+the static check of :mod:`llmatic.sandbox.static_check`. The search process only ever
+*parses* code (:mod:`llmatic.llm.extraction`), and runs the same check before it asks the
+sandbox, so forbidden code costs no sandbox call.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from llmatic.errors import CandidateError
+from llmatic.sandbox.static_check import ensure_allowed
 
 
 def normalize_code(code: str) -> str:
@@ -37,16 +40,33 @@ def normalize_code(code: str) -> str:
     return ast.dump(tree, annotate_fields=False)
 
 
-def instantiate(code: str, class_name: str, namespace: dict[str, Any], *args: Any) -> nn.Module:
+def instantiate(
+    code: str,
+    class_name: str,
+    namespace: dict[str, Any],
+    *args: Any,
+    static_check: bool = True,
+) -> nn.Module:
     """Executes ``code`` and constructs its network class with ``args``.
 
     The network class is the one named ``class_name``; if there is none, the last
     ``nn.Module`` subclass the code defines (an LLM writes its new class last, and
     helper modules before it).
 
+    Args:
+        code: The untrusted source.
+        class_name: The class wanted.
+        namespace: Globals the code runs with (besides the builtins).
+        *args: Arguments of the class's constructor.
+        static_check: Whether to run :func:`llmatic.sandbox.static_check.check_code`
+            first. Only the tests turn it off, to prove the sandbox's walls behind it.
+
     Raises:
-        CandidateError: ``syntax_error``, ``no_module`` or ``build_error``.
+        CandidateError: ``forbidden_code``, ``syntax_error``, ``no_module``,
+            ``build_error`` or ``out_of_memory``.
     """
+    if static_check:
+        ensure_allowed(code)
     try:
         compiled = compile(code, "<candidate>", "exec")
     except (SyntaxError, ValueError) as err:
@@ -57,7 +77,7 @@ def instantiate(code: str, class_name: str, namespace: dict[str, Any], *args: An
     try:
         exec(compiled, scope)  # noqa: S102 - we are inside the sandbox here
     except Exception as err:  # the code's own fault, whatever it raised
-        raise CandidateError("build_error", f"{type(err).__name__}: {err}") from None
+        raise candidate_failure("build_error", err) from None
     classes = [
         value
         for value in scope.values()
@@ -75,4 +95,18 @@ def instantiate(code: str, class_name: str, namespace: dict[str, Any], *args: An
     try:
         return cls(*args)
     except Exception as err:
-        raise CandidateError("build_error", f"{type(err).__name__}: {err}") from None
+        raise candidate_failure("build_error", err) from None
+
+
+def candidate_failure(kind: str, err: Exception) -> CandidateError:
+    """``CandidateError(kind)`` for what the code raised; ``out_of_memory`` if it ran out.
+
+    Memory runs out as a ``MemoryError`` or as torch's allocator ``RuntimeError`` when
+    the sandbox's address-space cap is hit: that is a limit, not a bug of the network.
+    """
+    message = f"{type(err).__name__}: {err}"
+    if isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and "DefaultCPUAllocator: can't allocate" in str(err)
+    ):
+        return CandidateError("out_of_memory", message)
+    return CandidateError(kind, message)

@@ -28,6 +28,10 @@ class Prompter(Protocol):
         """The request that asks the LLM to combine two parents."""
         ...
 
+    def can_vary(self, *codes: str) -> bool:
+        """Whether mutating one parent (or crossing two) can still yield a new candidate."""
+        ...
+
     def to_code(self, request: GenerationRequest, generation: Generation) -> str:
         """The candidate's source code; raises ``CandidateError`` if there is none."""
         ...

@@ -5,6 +5,7 @@
 - ``archives/network.pkl``, ``archives/prompts.pkl``: the pyribs GridArchives, pickled
   (``pickle.load`` gives back a ``ribs.archives.GridArchive``), and their ``.csv`` tables;
 - ``summary.json``: the final report (see :func:`summarize`);
+- ``checkpoint.pkl``: the search state, to resume the run (see :mod:`llmatic.checkpoint`);
 - ``plots/``: heatmaps of both archives and the progress plot (``python -m experiments.plot``).
 """
 
@@ -45,14 +46,27 @@ class RunRecorder:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.csv"
+        #: The rows of ``metrics.csv`` (a checkpoint keeps them).
+        self.metrics: list[IterationStats] = []
 
     def log_iteration(self, stats: IterationStats) -> None:
+        self.metrics.append(stats)
         new = not self.metrics_path.exists()
         with self.metrics_path.open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(IterationStats)])
             if new:
                 writer.writeheader()
             writer.writerow(asdict(stats))
+
+    def restore_metrics(self, metrics: list[IterationStats]) -> None:
+        """Rewrites ``metrics.csv`` to hold exactly ``metrics`` (when resuming)."""
+        self.metrics = list(metrics)
+        tmp = self.metrics_path.with_name(self.metrics_path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(IterationStats)])
+            writer.writeheader()
+            writer.writerows(asdict(stats) for stats in self.metrics)
+        os.replace(tmp, self.metrics_path)
 
     def save_archives(self, network: GridArchive, prompts: GridArchive | None) -> None:
         """Snapshots both archives (``prompts`` is None for searches without prompts)."""

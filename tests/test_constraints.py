@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-import torch
 from conftest import edges_completion
 
 from llmatic.llm.base import Generation
-from llmatic.llm.constraints import ConstrainedLogitsProcessor, VocabularyTrie
+from llmatic.llm.constraints import VocabularyTrie, allowed_tokens
 from llmatic.nb201.cell import EDGES, arch_to_code, format_arch, parse_arch
 from llmatic.nb201.inspect import inspect_cell
 from llmatic.nb201.ops import OP_NAMES
@@ -81,6 +80,35 @@ def test_the_grammar_steers_away_from_evaluated_archs():
     assert constraint.continuations(prefix)
 
 
+def test_steering_works_at_every_edge_not_only_the_last():
+    reference = _edge_ops(arch_to_code(PARENT))
+    ops = parse_arch(PARENT)
+    # Every one-edge change of the first edge is evaluated: the first choice must keep it.
+    seen = {format_arch({**ops, (0, 1): op}) for op in OP_NAMES if op != ops[(0, 1)]}
+    constraint = EdgeLinesConstraint(reference=reference, min_changes=1, max_changes=1, avoid=seen)
+    assert [o.split('"')[0] for o in constraint.continuations("")] == [ops[(0, 1)]]
+    assert constraint.has_new()
+
+
+def test_exhausted_parents_are_reported_and_passed_over():
+    ops = parse_arch(PARENT)
+    region = {
+        format_arch({**ops, edge: op}) for edge in EDGES for op in OP_NAMES if op != ops[edge]
+    }
+    prompter = CellPrompter(
+        mutation_prompts=["m"], crossover_prompt="x", min_changes=1, max_changes=1, avoid=region
+    )
+    assert not prompter.can_vary(arch_to_code(PARENT))  # all 24 one-edge changes are taken
+    other = format_arch({**ops, (0, 1): "none", (1, 2): "none"})
+    assert prompter.can_vary(arch_to_code(other))
+    # A crossover of a cell with itself can only give that cell back.
+    assert prompter.can_vary(arch_to_code(PARENT), arch_to_code(PARENT))
+    region.add(PARENT)
+    assert not prompter.can_vary(arch_to_code(PARENT), arch_to_code(PARENT))
+    unconstrained = CellPrompter(mutation_prompts=["m"], crossover_prompt="x", constrained=False)
+    assert unconstrained.can_vary(arch_to_code(PARENT))
+
+
 def test_crossover_grammar_takes_each_edge_from_a_parent():
     a, b = parse_arch(PARENT), {e: "none" for e in EDGES}
     constraint = EdgeLinesConstraint(allowed=[sorted({a[e], b[e]}) for e in EDGES])
@@ -101,27 +129,11 @@ def test_trie_finds_tokens_that_are_prefixes():
     assert trie.prefixes_of("x") == []
 
 
-def test_processor_masks_all_but_allowed_tokens_per_row():
-    vocab = ["n", "one", "none", "skip", '"', "x"]
-    trie = VocabularyTrie(vocab)
-
-    class OnlyNone:
-        def continuations(self, text):
-            return ["none"[len(text) :]] if "none".startswith(text) and text != "none" else []
-
-    processor = ConstrainedLogitsProcessor(
-        [OnlyNone(), None],
-        trie=trie,
-        decode=lambda ids: "".join(vocab[i] for i in ids),
-        prompt_length=1,
-        eos_id=5,
-    )
-    scores = torch.zeros(2, len(vocab))
-    out = processor(torch.tensor([[4], [4]]), scores.clone())
-    assert torch.isfinite(out[0]).tolist() == [True, False, True, False, False, False]
-    assert torch.isfinite(out[1]).all()  # the unconstrained row is untouched
-    finished = processor(torch.tensor([[4, 2], [4, 3]]), scores.clone())
-    assert torch.isfinite(finished[0]).tolist() == [False] * 5 + [True]  # only EOS
+def test_allowed_tokens_are_those_that_start_an_option():
+    trie = VocabularyTrie(["n", "one", "none", "skip", '"', "x"])
+    assert allowed_tokens(["none"], trie, eos_id=5) == [0, 2]
+    assert allowed_tokens(["one", "skip_connect"], trie, eos_id=5) == [1, 3]
+    assert allowed_tokens([], trie, eos_id=5) == [5]  # complete: only end-of-sequence
 
 
 @pytest.mark.slow

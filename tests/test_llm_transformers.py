@@ -16,7 +16,6 @@ from llmatic.llm import models
 from llmatic.llm.base import Generation, GenerationRequest
 from llmatic.llm.models import EMBEDDED_MODEL, ModelNotFoundError, resolve_model
 from llmatic.llm.transformers_backend import (
-    RowTemperatureLogitsProcessor,
     TransformersLLM,
     cut_at_stop,
 )
@@ -33,17 +32,6 @@ def R(prompt: str, temperature: float = 0.7, prefill: str = "") -> GenerationReq
 
 
 # --- no model needed -------------------------------------------------------------------------
-
-
-def test_row_temperature_divides_each_row_by_its_own_temperature():
-    scores = torch.tensor([[1.0, 2.0, -4.0], [1.0, 2.0, -4.0], [3.0, 0.0, 6.0]])
-    temperatures = torch.tensor([0.5, 2.0, 1.0])
-    out = RowTemperatureLogitsProcessor(temperatures)(torch.zeros(3, 1, dtype=torch.long), scores)
-    expected = torch.tensor([[2.0, 4.0, -8.0], [0.5, 1.0, -2.0], [3.0, 0.0, 6.0]])
-    assert torch.allclose(out, expected)
-    # (batch, 1) works as well, and bf16 scores stay bf16.
-    out16 = RowTemperatureLogitsProcessor(temperatures[:, None])(None, scores.bfloat16())
-    assert out16.dtype == torch.bfloat16
 
 
 def test_cut_at_stop_uses_the_earliest_stop():

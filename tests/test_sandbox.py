@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import resource
+import shutil
 import signal
+import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from llmatic.sandbox import Sandbox, SandboxLimits, SandboxResult
+from llmatic.sandbox import Sandbox, SandboxIsolation, SandboxLimits, SandboxResult
 from llmatic.sandbox._protocol import scrub_env
 
 try:
@@ -28,12 +33,25 @@ SECRET = "sk-do-not-leak-0123456789"
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
+def temp_root() -> Iterator[Path]:
+    """Where the calls' directories go: one that ``nobody`` can reach (pytest's is 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="llmatic-test-sandbox-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sandbox(temp_root: Path) -> Iterator[Sandbox]:
     # The secrets are in the parent's environment when the zygote starts.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPENAI_API_KEY", SECRET)
         patch.setenv("MY_SECRET_TOKEN", SECRET)
-        box = Sandbox(limits=SandboxLimits(wall_time_s=2.0, memory_mb=2048), preload=[TARGETS])
+        box = Sandbox(
+            limits=SandboxLimits(wall_time_s=2.0, memory_mb=2048),
+            preload=[TARGETS],
+            temp_root=temp_root,
+        )
     with box:
         yield box
 
@@ -52,15 +70,29 @@ def wait_gone(pids: list[int], timeout_s: float = 5.0) -> list[int]:
         time.sleep(0.05)
 
 
-def wait_for_file(path: Path, timeout_s: float = 10.0) -> list[int]:
+def wait_for_pids(temp_root: Path, name: str, timeout_s: float = 10.0) -> list[int]:
+    """The pids a hanging call wrote to ``name`` in its working directory (the only place
+    it may write), read while the call runs: the directory goes when the call ends."""
     until = time.monotonic() + timeout_s
-    while not path.exists() or not path.read_text().endswith("]"):
+    while True:
+        for path in temp_root.glob(f"llmatic-sandbox-*/{name}"):
+            with contextlib.suppress(OSError):
+                text = path.read_text()
+                if text.endswith("]"):
+                    return json.loads(text)
         assert time.monotonic() < until, "the child never wrote its pids"
         time.sleep(0.02)
-    return json.loads(path.read_text())
 
 
-# Spawns a grandchild with subprocess and one with os.fork, records all pids, then hangs.
+def run_in_thread(box: Sandbox, code: str, **payload: object) -> tuple[threading.Thread, list]:
+    results: list[SandboxResult] = []
+    thread = threading.Thread(target=lambda: results.append(run(box, code, **payload)))
+    thread.start()
+    return thread, results
+
+
+# Spawns a grandchild with subprocess and one with os.fork, records all pids (in a file of
+# its working directory), then hangs.
 SPAWN_AND_HANG = """
 import json, os, subprocess, time
 sleeper = subprocess.Popen(["sleep", "1000"])
@@ -112,12 +144,13 @@ def test_other_exceptions_become_one_line(sandbox: Sandbox, code: str, message: 
     assert message in result.error and "\n" not in result.error and len(result.error) <= 300
 
 
-def test_timeout_kills_the_whole_process_group(sandbox: Sandbox, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pids.json"
-    result = run(sandbox, SPAWN_AND_HANG, pidfile=str(pidfile))
+def test_timeout_kills_the_whole_process_group(sandbox: Sandbox, temp_root: Path) -> None:
+    thread, results = run_in_thread(sandbox, SPAWN_AND_HANG, pidfile="timeout-pids.json")
+    pids = wait_for_pids(temp_root, "timeout-pids.json")
+    thread.join(timeout=10.0)
+    result = results[0]
     assert result.error_kind == "timeout" and "wall-clock" in result.error
     assert 1.9 < result.seconds < 4.0
-    pids = json.loads(pidfile.read_text())
     assert wait_gone(pids) == []  # child, subprocess and forked grandchild all killed and reaped
 
 
@@ -274,6 +307,54 @@ def test_limits_are_validated() -> None:
     with pytest.raises(ValueError):
         SandboxLimits(memory_mb=-1)
     assert SandboxLimits(wall_time_s=10, num_threads=4).resolved_cpu_time_s() == 80.0
+    assert SandboxLimits(num_threads=1).resolved_max_processes() == 66
+    assert SandboxLimits(max_processes=10).resolved_max_processes() == 10
+
+
+def test_isolation_is_probed_and_holds(sandbox: Sandbox) -> None:
+    isolation = sandbox.isolation
+    assert isinstance(isolation, SandboxIsolation)
+    code = """
+import os, resource, socket
+result = {'uid': os.getuid(), 'nproc': resource.getrlimit(resource.RLIMIT_NPROC)[0]}
+try:
+    socket.create_connection(('127.0.0.1', payload['port']), timeout=1)
+    result['connected'] = True
+except OSError:
+    result['connected'] = False
+try:
+    open(payload['outside'], 'w')
+    result['wrote'] = True
+except OSError:
+    result['wrote'] = False
+"""
+    listener = socket.create_server(("127.0.0.1", 0))
+    outside = Path(tempfile.gettempdir()) / f"llmatic-outside-{os.getpid()}"
+    try:
+        result = run(sandbox, code, port=listener.getsockname()[1], outside=str(outside))
+    finally:
+        listener.close()
+        written = outside.exists()
+        outside.unlink(missing_ok=True)
+    assert result.ok, result.error
+    if isolation.unprivileged_user:
+        assert result.value["uid"] != os.getuid()
+    if isolation.network_namespace or isolation.landlock_abi >= 4:
+        assert not result.value["connected"]
+    if isolation.landlock_abi:
+        assert not result.value["wrote"] and not written
+    if isolation.nproc is not None:
+        assert result.value["nproc"] != resource.RLIM_INFINITY
+
+
+def test_unconfined_children_run_as_the_parent(temp_root: Path) -> None:
+    limits = SandboxLimits(wall_time_s=10.0, confine=False)
+    with Sandbox(limits=limits, preload=[TARGETS], temp_root=temp_root) as box:
+        isolation = box.isolation
+        result = run(box, "import os\nresult = {'uid': os.getuid()}")
+    assert not (isolation.unprivileged_user or isolation.network_namespace)
+    assert isolation.landlock_abi == 0 and "off" in isolation.notes[0]
+    assert result.ok and result.value == {"uid": os.getuid()}
 
 
 def test_default_limits_let_a_small_cnn_train() -> None:
@@ -295,16 +376,11 @@ class Net(nn.Module):
     assert len(result.value["losses"]) == 3 and all(map(math.isfinite, result.value["losses"]))
 
 
-def test_close_kills_calls_in_flight_and_leaves_no_process(tmp_path: Path) -> None:
-    box = Sandbox(limits=SandboxLimits(wall_time_s=30.0), preload=[TARGETS])
+def test_close_kills_calls_in_flight_and_leaves_no_process(temp_root: Path) -> None:
+    box = Sandbox(limits=SandboxLimits(wall_time_s=30.0), preload=[TARGETS], temp_root=temp_root)
     zygote = box.server_pid
-    pidfile = tmp_path / "pids.json"
-    results: list[SandboxResult] = []
-    thread = threading.Thread(
-        target=lambda: results.append(run(box, SPAWN_AND_HANG, pidfile=str(pidfile)))
-    )
-    thread.start()
-    pids = wait_for_file(pidfile)
+    thread, results = run_in_thread(box, SPAWN_AND_HANG, pidfile="close-pids.json")
+    pids = wait_for_pids(temp_root, "close-pids.json")
     box.close()
     box.close()  # idempotent
     thread.join(timeout=10.0)

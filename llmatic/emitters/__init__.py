@@ -5,8 +5,10 @@ from llmatic.emitters._crossover import LLMCrossoverEmitter
 from llmatic.emitters._initial import LLMInitialEmitter
 from llmatic.emitters._llm_emitter import CuriosityRule, LLMEmitterBase, TemperatureRule
 from llmatic.emitters._mutation import LLMMutationEmitter
+from llmatic.emitters._state import CheckpointableEmitter
 
 __all__ = [
+    "CheckpointableEmitter",
     "CuriosityRule",
     "LLMCrossoverEmitter",
     "LLMEmitterBase",

@@ -15,6 +15,7 @@ from ribs.archives import GridArchive
 from ribs.emitters import EmitterBase
 
 from llmatic.candidate import CandidateStore
+from llmatic.emitters._state import CheckpointableEmitter
 from llmatic.nb201.cell import EDGES, arch_to_code, format_arch, parse_arch
 from llmatic.nb201.ops import OP_NAMES
 
@@ -33,8 +34,9 @@ def mutate_arch(arch: str, rng: np.random.Generator, ops: Sequence[str] = OP_NAM
     return format_arch(current)
 
 
-class _ArchEmitterBase(EmitterBase):
+class _ArchEmitterBase(CheckpointableEmitter, EmitterBase):
     operator = "baseline"
+    attached = ("_archive", "store")
 
     def __init__(
         self,

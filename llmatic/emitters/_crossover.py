@@ -31,8 +31,7 @@ class LLMCrossoverEmitter(LLMEmitterBase):
         cells = self.prompt_archive.most_curious(1, prompt_ids=[prompt_id])
         requests, meta = [], []
         for _ in range(self.batch_size):
-            first, second = self.rng.choice(len(elites), size=2, replace=False)
-            a, b = self.store[elites[first]], self.store[elites[second]]
+            a, b = self._pair(elites)
             if cells:
                 _, cell_temperature, last_improved = cells[0]
                 temperature = self.temperature.next(cell_temperature, last_improved, self.rng)
@@ -42,3 +41,12 @@ class LLMCrossoverEmitter(LLMEmitterBase):
             requests.append(self.prompter.crossover(a.code, b.code, instruction, temperature))
             meta.append({"parent_ids": (a.id, b.id), "prompt_id": prompt_id, "prompt": instruction})
         return self._generate(requests, meta)
+
+    def _pair(self, elites: list[int], tries: int = 8):
+        """Two distinct elites, preferring a pair whose crossover can still be new."""
+        for _ in range(tries):
+            first, second = self.rng.choice(len(elites), size=2, replace=False)
+            a, b = self.store[elites[first]], self.store[elites[second]]
+            if self.prompter.can_vary(a.code, b.code):
+                break
+        return a, b

@@ -13,6 +13,7 @@ from ribs.emitters import EmitterBase
 
 from llmatic.archives import PromptArchive
 from llmatic.candidate import CandidateStore
+from llmatic.emitters._state import CheckpointableEmitter
 from llmatic.errors import CandidateError
 from llmatic.llm.base import GenerationRequest, LLMBackend
 from llmatic.prompting import Prompter
@@ -46,7 +47,7 @@ class TemperatureRule:
         return float(np.clip(moved + rng.normal(0.0, self.jitter), self.low, self.high))
 
 
-class LLMEmitterBase(EmitterBase):
+class LLMEmitterBase(CheckpointableEmitter, EmitterBase):
     """Base of the LLM emitters; subclasses choose parents, prompts and temperatures.
 
     Args:
@@ -62,6 +63,7 @@ class LLMEmitterBase(EmitterBase):
     """
 
     operator = "llm"
+    attached = ("_archive", "prompt_archive", "store", "llm", "prompter")
 
     def __init__(
         self,
@@ -150,9 +152,21 @@ class LLMEmitterBase(EmitterBase):
         self.prompt_archive.credit(prompt_ids, temperatures, deltas, improved)
 
     def _elite_ids(self, k: int | None = None) -> list[int]:
-        """Candidate ids of the network archive's elites, best first (top ``k``)."""
+        """Candidate ids of the network archive's elites, best first (top ``k``).
+
+        With ``k``, elites whose every mutation was already evaluated or proposed (their
+        neighbourhood is exhausted) are passed over for the next best, so that a search
+        whose best networks stay the same does not spend its samples on duplicates.
+        """
         data = self.archive.data(["solution", "objective"])
         order = np.argsort(-data["objective"], kind="stable")
-        if k is not None:
-            order = order[:k]
-        return [int(data["solution"][i]) for i in order]
+        ids = [int(data["solution"][i]) for i in order]
+        if k is None:
+            return ids
+        open_ids = []
+        for i in ids:
+            if len(open_ids) == k:
+                break
+            if self.prompter.can_vary(self.store[i].code):
+                open_ids.append(i)
+        return open_ids or ids[:k]

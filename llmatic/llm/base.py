@@ -76,6 +76,25 @@ class LLMBackend(Protocol):
         ...
 
 
+class CounterState:
+    """``state_dict`` / ``load_state_dict`` over a backend's counters (for checkpoints).
+
+    A backend lists in ``_STATE_FIELDS`` the attributes a resumed search must get back: the
+    counter from which it seeds its sampling first, then its statistics.
+    """
+
+    _STATE_FIELDS: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        """The values of ``_STATE_FIELDS``."""
+        return {name: getattr(self, name) for name in self._STATE_FIELDS}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores :meth:`state_dict`'s values (e.g. from a checkpoint)."""
+        for name in self._STATE_FIELDS:
+            setattr(self, name, state[name])
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """``text`` up to (not including) the earliest occurrence of any stop string."""
     cut = len(text)

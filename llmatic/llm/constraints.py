@@ -1,20 +1,17 @@
 """Constrained decoding: a request may restrict what the model can write.
 
 A :class:`TextConstraint` says, for the text generated so far, which strings may come
-next; :class:`ConstrainedLogitsProcessor` turns that into a token mask per row, using a
-trie of the vocabulary's token strings. Sampling, temperature and the model's own
-preferences still decide *among* the allowed continuations: the model still writes the
-code, it just cannot write it outside the grammar. This is what makes a 135M-parameter
-model's edits of NAS-Bench-201 cells valid (see ``docs/llm.md``).
+next; :func:`allowed_tokens` turns that into the tokens a row may sample, using a trie of
+the vocabulary's token strings (:mod:`llmatic.llm.decoding` samples under it). Sampling,
+temperature and the model's own preferences still decide *among* the allowed
+continuations: the model still writes the code, it just cannot write it outside the
+grammar. This is what makes a 135M-parameter model's edits of NAS-Bench-201 cells valid
+(see ``docs/llm.md``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import torch
-
-from llmatic.llm.base import TextConstraint
 
 
 class VocabularyTrie:
@@ -26,6 +23,7 @@ class VocabularyTrie:
     """
 
     def __init__(self, token_strings: Sequence[str]) -> None:
+        self.token_strings = list(token_strings)
         self.root: dict = {}
         for token_id, text in enumerate(token_strings):
             if not text:
@@ -34,6 +32,10 @@ class VocabularyTrie:
             for char in text:
                 node = node.setdefault(char, {})
             node.setdefault(None, []).append(token_id)
+
+    def text_of(self, token_id: int) -> str:
+        """The string of token ``token_id``."""
+        return self.token_strings[token_id]
 
     def prefixes_of(self, text: str) -> list[int]:
         """Ids of the tokens whose string is a non-empty prefix of ``text``."""
@@ -47,44 +49,13 @@ class VocabularyTrie:
         return found
 
 
-class ConstrainedLogitsProcessor:
-    """Masks, per row, every token that would leave that row's constraint.
+def allowed_tokens(options: Sequence[str], trie: VocabularyTrie, *, eos_id: int) -> list[int]:
+    """The tokens that start one of ``options`` (what a constraint allows next).
 
     Args:
-        constraints: One per row (None: unconstrained row).
+        options: :meth:`TextConstraint.continuations` of the text so far (not None).
         trie: The vocabulary trie.
-        decode: Turns a row's generated token ids into text.
-        prompt_length: Tokens before generation starts (padded batch width).
-        eos_id: The token that ends a finished row.
+        eos_id: Returned alone when nothing else is allowed (the text is complete).
     """
-
-    def __init__(
-        self,
-        constraints: Sequence[TextConstraint | None],
-        *,
-        trie: VocabularyTrie,
-        decode,
-        prompt_length: int,
-        eos_id: int,
-    ) -> None:
-        self.constraints = list(constraints)
-        self.trie = trie
-        self.decode = decode
-        self.prompt_length = prompt_length
-        self.eos_id = eos_id
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        for row, constraint in enumerate(self.constraints):
-            if constraint is None:
-                continue
-            text = self.decode(input_ids[row, self.prompt_length :].tolist())
-            options = constraint.continuations(text)
-            if options is None:
-                continue
-            allowed = {token for option in options for token in self.trie.prefixes_of(option)}
-            if not allowed:
-                allowed = {self.eos_id}
-            mask = torch.full_like(scores[row], float("-inf"))
-            mask[list(allowed)] = 0.0
-            scores[row] = scores[row] + mask
-        return scores
+    allowed = {token for option in options for token in trie.prefixes_of(option)}
+    return sorted(allowed) if allowed else [eos_id]

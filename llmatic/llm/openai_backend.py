@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from http.client import HTTPException
 from typing import Any
 
-from llmatic.llm.base import Generation, GenerationRequest, cut_at_stop
+from llmatic.llm.base import CounterState, Generation, GenerationRequest, cut_at_stop
 
 #: HTTP statuses worth retrying: the server is busy, overloaded or restarting.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -55,7 +55,7 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-class OpenAICompatibleLLM:
+class OpenAICompatibleLLM(CounterState):
     """An :class:`~llmatic.llm.base.LLMBackend` calling an OpenAI-compatible HTTP server.
 
     Args:
@@ -92,6 +92,9 @@ class OpenAICompatibleLLM:
     Raises:
         ValueError: A bad endpoint, URL or numeric setting.
     """
+
+    #: Counters saved by :meth:`state_dict` (the first seeds the sampling).
+    _STATE_FIELDS = ("_sent", "total_tokens", "total_seconds", "total_samples", "total_retries")
 
     def __init__(
         self,

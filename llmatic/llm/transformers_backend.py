@@ -1,8 +1,10 @@
 """Sampling from a local causal LM with Hugging Face transformers, in batches.
 
-Every request in a batch has its own temperature: one ``model.generate`` call samples a
-whole micro-batch, and :class:`RowTemperatureLogitsProcessor` divides each row's logits
-by that row's temperature. Each row stops as soon as it has produced a stop string.
+A micro-batch of requests is sampled together by :func:`llmatic.llm.decoding.sample`:
+prompts that share a prefix (the same parent under several instructions) run it once,
+text a request's constraint forces is appended without a model step per token, and every
+row samples at its own temperature until a stop string, end-of-sequence or its
+constraint's end.
 """
 
 from __future__ import annotations
@@ -15,20 +17,12 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    LogitsProcessor,
-    LogitsProcessorList,
-    StoppingCriteria,
-    StoppingCriteriaList,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, TopKLogitsWarper, TopPLogitsWarper
 
 from llmatic.devices import resolve_device
-from llmatic.llm.base import Generation, GenerationRequest, cut_at_stop
-from llmatic.llm.constraints import ConstrainedLogitsProcessor, VocabularyTrie
+from llmatic.llm.base import CounterState, Generation, GenerationRequest, cut_at_stop
+from llmatic.llm.constraints import VocabularyTrie
+from llmatic.llm.decoding import Row, sample
 from llmatic.llm.models import EMBEDDED_MODEL, resolve_model
 
 _DTYPES = {
@@ -78,66 +72,7 @@ def load_model(
         return _LOADED[key]
 
 
-class RowTemperatureLogitsProcessor(LogitsProcessor):
-    """Divides each row's logits by that row's own temperature.
-
-    Args:
-        temperatures: Shape (batch,) or (batch, 1); all > 0.
-    """
-
-    def __init__(self, temperatures: torch.Tensor) -> None:
-        self.temperatures = temperatures.reshape(-1, 1)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        """Scores (batch, vocab) divided row-wise; ``input_ids`` (batch, length) is unused."""
-        return scores / self.temperatures.to(device=scores.device, dtype=scores.dtype)
-
-
-class _StopStrings(StoppingCriteria):
-    """Marks a row finished once its generated text holds a stop string or it emitted EOS.
-
-    Also records how many tokens each row generated until it finished
-    (:attr:`finished_at`), because finished rows are padded afterwards.
-    """
-
-    def __init__(
-        self,
-        tokenizer: object,
-        stop: Sequence[str],
-        prompt_length: int,
-        eos_ids: set[int],
-        batch: int,
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.stop = [s for s in stop if s]
-        self.prompt_length = prompt_length
-        self.eos_ids = eos_ids
-        self.finished_at: list[int | None] = [None] * batch
-        # A stop string completed by the newest token lies in the last len(stop) tokens
-        # (every token decodes to >= 1 character); a margin covers tokens that decode to none.
-        self.window = 2 * max((len(s) for s in self.stop), default=0) + 4
-
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
-    ) -> torch.BoolTensor:
-        generated = input_ids[:, self.prompt_length :]
-        length = generated.shape[1]
-        for row, done in enumerate(self.finished_at):
-            if done is not None:
-                continue
-            if int(generated[row, -1]) in self.eos_ids:
-                self.finished_at[row] = length
-            elif self.stop:
-                tail = self.tokenizer.decode(
-                    generated[row, -self.window :], skip_special_tokens=True
-                )
-                if any(s in tail for s in self.stop):
-                    self.finished_at[row] = length
-        done = [d is not None for d in self.finished_at]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-class TransformersLLM:
+class TransformersLLM(CounterState):
     """An :class:`~llmatic.llm.base.LLMBackend` running a local causal LM with transformers.
 
     Args:
@@ -168,6 +103,9 @@ class TransformersLLM:
         ModelNotFoundError: The model is not available offline.
         ValueError: A bad device, dtype or sampling setting.
     """
+
+    #: Counters saved by :meth:`state_dict` (the first seeds the sampling).
+    _STATE_FIELDS = ("_calls", "total_tokens", "total_seconds", "total_samples")
 
     def __init__(
         self,
@@ -263,15 +201,12 @@ class TransformersLLM:
         self._calls += 1
         return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
-    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def _token_ids(self, text: str) -> list[int]:
+        """A prompt's token ids, with the tokenizer's special tokens unless already there."""
         bos = self.tokenizer.bos_token
-        rows = [
-            # A chat-formatted prompt already spells out its BOS token; do not add a second.
-            self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
-            for text in texts
-        ]
-        batch = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
-        return {key: value.to(self.device) for key, value in batch.items()}
+        # A chat-formatted prompt already spells out its BOS token; do not add a second.
+        special = not (bos and text.startswith(bos))
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 
     def _vocabulary_trie(self) -> VocabularyTrie:
         """The tokenizer's vocabulary as a trie of decoded strings (built once, ~1 s)."""
@@ -285,51 +220,35 @@ class TransformersLLM:
         return self._trie
 
     def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        inputs = self._encode([r.prompt + r.prefill for r in requests])
-        prompt_length = inputs["input_ids"].shape[1]
-        temperatures = torch.tensor([float(r.temperature) for r in requests], dtype=torch.float32)
-        processors = LogitsProcessorList()
-        if any(r.constraint is not None for r in requests):
-            # The grammar first: the temperature then shapes the model's preferences
-            # among the allowed tokens only.
-            processors.append(
-                ConstrainedLogitsProcessor(
-                    [r.constraint for r in requests],
-                    trie=self._vocabulary_trie(),
-                    decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
-                    prompt_length=prompt_length,
-                    eos_id=self.tokenizer.eos_token_id,
-                )
+        rows = [
+            Row(
+                prompt_ids=self._token_ids(r.prompt + r.prefill),
+                temperature=float(r.temperature),
+                constraint=r.constraint,
             )
-        processors.append(RowTemperatureLogitsProcessor(temperatures))
-        # Truncation comes after the temperature, as in transformers' own ordering; generate's
-        # built-in warpers are switched off below because they would run before ours.
+            for r in requests
+        ]
+        # Truncation comes after the temperature, as in transformers' own ordering.
+        warpers = []
         if self.top_k:
-            processors.append(TopKLogitsWarper(top_k=self.top_k))
+            warpers.append(TopKLogitsWarper(top_k=self.top_k))
         if self.top_p < 1.0:
-            processors.append(TopPLogitsWarper(top_p=self.top_p))
-        stopper = _StopStrings(
-            self.tokenizer, self.stop, prompt_length, self._eos_ids, len(requests)
+            warpers.append(TopPLogitsWarper(top_p=self.top_p))
+        generator = torch.Generator().manual_seed(self._batch_seed())
+        sample(
+            self.model,
+            rows,
+            tokenize=lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"],
+            decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+            trie=self._vocabulary_trie(),
+            eos_ids=self._eos_ids,
+            pad_id=self.tokenizer.pad_token_id,
+            max_new_tokens=self.max_new_tokens,
+            stop=self.stop,
+            warpers=warpers,
+            generator=generator,
         )
-        devices = [self.model.device] if self.model.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            # Seeding inside a forked RNG keeps the caller's global RNG state untouched.
-            torch.manual_seed(self._batch_seed())
-            sequences = self.model.generate(
-                **inputs,
-                do_sample=True,
-                temperature=1.0,
-                top_p=1.0,
-                top_k=0,
-                max_new_tokens=self.max_new_tokens,
-                logits_processor=processors,
-                stopping_criteria=StoppingCriteriaList([stopper]),
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-        generated = sequences[:, prompt_length:].cpu()
-        results = []
-        for row in range(len(requests)):
-            length = stopper.finished_at[row] or generated.shape[1]
-            text = self.tokenizer.decode(generated[row, :length], skip_special_tokens=True)
-            results.append(Generation(text=cut_at_stop(text, self.stop), num_tokens=int(length)))
-        return results
+        return [
+            Generation(text=cut_at_stop(row.text, self.stop), num_tokens=len(row.generated))
+            for row in rows
+        ]

@@ -12,30 +12,35 @@ from llmatic.errors import CandidateError
 from llmatic.nb201.cell import CELL_CLASS_NAME
 from llmatic.nb201.mapping import cell_to_arch
 from llmatic.nb201.ops import OPS
-from llmatic.network_code import instantiate
+from llmatic.network_code import candidate_failure, instantiate
 
 #: What cell code may use without importing it.
 CELL_NAMESPACE = {"torch": torch, "nn": nn, "OPS": OPS}
 
 
-def inspect_cell(payload: dict) -> dict:
+def inspect_cell(payload: dict, *, static_check: bool = True) -> dict:
     """Payload ``{"code": str, "channels": int, "size": int}`` -> ``{"arch": str}``.
 
     Builds the cell on ``channels`` channels, checks that a ``(2, channels, size, size)``
     input comes out with the same shape, and maps the module to its arch string.
+    ``static_check=False`` (never from a payload: only the tests' own target sets it)
+    skips the static check of the code.
 
     Raises:
-        CandidateError: ``syntax_error``, ``no_module``, ``build_error``,
-            ``forward_error``, ``wrong_output_shape`` or ``out_of_space``.
+        CandidateError: ``forbidden_code``, ``syntax_error``, ``no_module``,
+            ``build_error``, ``forward_error``, ``out_of_memory``, ``wrong_output_shape`` or
+            ``out_of_space``.
     """
     channels, size = int(payload.get("channels", 4)), int(payload.get("size", 8))
-    cell = instantiate(payload["code"], CELL_CLASS_NAME, CELL_NAMESPACE, channels)
+    cell = instantiate(
+        payload["code"], CELL_CLASS_NAME, CELL_NAMESPACE, channels, static_check=static_check
+    )
     x = torch.randn(2, channels, size, size)
     try:
         with torch.no_grad():
             y = cell(x)
     except Exception as err:
-        raise CandidateError("forward_error", f"{type(err).__name__}: {err}") from None
+        raise candidate_failure("forward_error", err) from None
     if not isinstance(y, torch.Tensor) or y.shape != x.shape:
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise CandidateError("wrong_output_shape", f"cell maps {tuple(x.shape)} to {shape}")

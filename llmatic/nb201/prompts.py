@@ -59,10 +59,11 @@ class EdgeLinesConstraint:
         min_changes: Fewest edges that must differ from ``reference``.
         max_changes: Most edges that may differ from ``reference``.
         avoid: Arch strings the completion should not spell (those evaluated already):
-            the last edge's choices that would complete one are removed, unless that
-            leaves none. A live view is fine; it is read at every step.
+            at every edge, the choices from which every completion is in ``avoid`` are
+            removed, unless that leaves none. A live view is fine; it is read at every
+            step.
         record: A set to which the arch string is added as soon as the last operation is
-            written (pass the set that ``avoid`` also covers to steer siblings apart).
+            decided (pass the set that ``avoid`` also covers to steer siblings apart).
     """
 
     def __init__(
@@ -104,14 +105,30 @@ class EdgeLinesConstraint:
                 options = [o for o in options if o == same]
             elif self.min_changes - changes >= len(EDGES) - slot:  # must change from here on
                 options = [o for o in options if o != same]
-        if steer and slot == len(EDGES) - 1 and self.avoid:
-            new = [
-                o
-                for o in options
-                if format_arch(dict(zip(EDGES, [*chosen, o], strict=True))) not in self.avoid
-            ]
+        if steer and self.avoid:
+            new = [o for o in options if self._leads_to_new(slot, changes, [*chosen, o])]
             options = new or options
         return options
+
+    def _leads_to_new(self, slot: int, changes: int, ops: list[str]) -> bool:
+        """Whether some completion of ``ops`` (edges up to ``slot``) is not in ``avoid``.
+
+        A depth-first search that stops at the first new arch: cheap while the trust
+        region is mostly unexplored, and at most its size (265 archs for 2 changes of 6
+        edges) when it is nearly exhausted.
+        """
+        if self.reference is not None and ops[slot] != self.reference[slot]:
+            changes += 1
+        if slot + 1 == len(EDGES):
+            return format_arch(dict(zip(EDGES, ops, strict=True))) not in self.avoid
+        return any(
+            self._leads_to_new(slot + 1, changes, [*ops, o])
+            for o in self._options(slot + 1, changes, ops, steer=False)
+        )
+
+    def has_new(self) -> bool:
+        """Whether some completion of the grammar is not in ``avoid``."""
+        return any(self._leads_to_new(0, 0, [o]) for o in self._options(0, 0, [], steer=False))
 
     def continuations(self, text: str) -> list[str] | None:
         pos, changes, ops = 0, 0, []
@@ -126,6 +143,9 @@ class EdgeLinesConstraint:
                 ]
                 if not partial:
                     return None
+                if slot + 1 == len(EDGES) and len(partial) == 1 and self.record is not None:
+                    # The arch is decided: siblings in this batch steer away from it now.
+                    self.record.add(format_arch(dict(zip(EDGES, [*ops, partial[0]], strict=True))))
                 # The rest of this name, its fixed text: enough lookahead for any token.
                 return [o[len(rest) :] + self.fixed[slot] for o in partial]
             pos += len(chosen)
@@ -205,31 +225,42 @@ class CellPrompter:
         return STOP[self.scope]
 
     def mutation(self, parent_code: str, instruction: str, temperature: float) -> GenerationRequest:
-        constraint = None
-        if self.scope == "edges" and self.constrained:
-            constraint = EdgeLinesConstraint(
-                reference=_edge_ops(parent_code),
-                min_changes=self.min_changes,
-                max_changes=self.max_changes,
-                avoid=self.avoid,
-                record=self.proposed,
-            )
+        constraint = self._constraint(parent_code)
         return self._request(parent_code.rstrip() + "\n", instruction, temperature, constraint)
 
     def crossover(
         self, code_a: str, code_b: str, instruction: str, temperature: float
     ) -> GenerationRequest:
-        constraint = None
-        if self.scope == "edges" and self.constrained:
-            # Each edge comes from one of the parents; the model chooses which.
-            ops_a, ops_b = _edge_ops(code_a), _edge_ops(code_b)
-            constraint = EdgeLinesConstraint(
-                allowed=[sorted({a, b}) for a, b in zip(ops_a, ops_b, strict=True)],
+        constraint = self._constraint(code_a, code_b)
+        code = f"{code_a.rstrip()}\n\n\n{code_b.rstrip()}\n"
+        return self._request(code, instruction, temperature, constraint)
+
+    def can_vary(self, *codes: str) -> bool:
+        """Whether a mutation of one parent (or a crossover of two) can still write an
+        architecture that is neither evaluated nor proposed; always True without a grammar.
+        """
+        constraint = self._constraint(*codes)
+        return constraint is None or constraint.has_new()
+
+    def _constraint(self, *codes: str) -> EdgeLinesConstraint | None:
+        """The grammar of a mutation of ``codes[0]``, or of a crossover of two codes."""
+        if not (self.scope == "edges" and self.constrained):
+            return None
+        if len(codes) == 1:
+            return EdgeLinesConstraint(
+                reference=_edge_ops(codes[0]),
+                min_changes=self.min_changes,
+                max_changes=self.max_changes,
                 avoid=self.avoid,
                 record=self.proposed,
             )
-        code = f"{code_a.rstrip()}\n\n\n{code_b.rstrip()}\n"
-        return self._request(code, instruction, temperature, constraint)
+        # Each edge comes from one of the parents; the model chooses which.
+        ops_a, ops_b = (_edge_ops(code) for code in codes)
+        return EdgeLinesConstraint(
+            allowed=[sorted({a, b}) for a, b in zip(ops_a, ops_b, strict=True)],
+            avoid=self.avoid,
+            record=self.proposed,
+        )
 
     def _request(
         self,

@@ -2,7 +2,11 @@
 
 Everything here runs in the child, right after the zygote's ``fork()``. The order is
 deliberate: limits and isolation come first, and untrusted code (which only the target
-runs) comes last, after every descriptor that leads back to the zygote is closed.
+runs) comes last, after every descriptor that leads back to the zygote is closed and the
+child is confined (:mod:`llmatic.sandbox._confine`: ``nobody``, its own user and network
+namespaces, Landlock), as far as the zygote's probe found the platform allows. Targets
+that execute generated network code run the static check first
+(:func:`llmatic.network_code.instantiate`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from llmatic.errors import FAILURE_KINDS, CandidateError
+from llmatic.sandbox import _confine
 from llmatic.sandbox._protocol import one_line
 
 _PR_SET_PDEATHSIG = 1
@@ -30,6 +35,9 @@ except OSError:
     _LIBC = None
 #: Exit code of a child whose own set-up failed before it could report anything.
 SETUP_FAILED = 70
+#: Where all calls' children run as ``nobody`` without user namespaces, they share one
+#: ``RLIMIT_NPROC`` count: the automatic limit leaves room for this many calls at once.
+_NOBODY_CALLS = 4
 
 
 def main(
@@ -43,7 +51,8 @@ def main(
     """Runs one call in the freshly forked child and never returns.
 
     Args:
-        request: ``{"target": ..., "payload": ..., "limits": ...}`` from the parent.
+        request: ``{"target": ..., "payload": ..., "limits": ...}`` from the parent, and
+            ``"plan"``, the zygote's confinement plan (``None``: not confined).
         result_fd: Write end of the result pipe; the envelope goes there.
         close_fds: The zygote's descriptors (control socket, wake-up pipe, status
             sockets), closed before untrusted code can get at them.
@@ -54,9 +63,13 @@ def main(
     code = SETUP_FAILED
     try:
         limits = request["limits"]
-        _isolate(limits, close_fds=close_fds, workdir=workdir, zygote_pid=zygote_pid)
-        # Later hardening goes here, before the target is imported: a network namespace
-        # (unshare(CLONE_NEWNET)) and the AST pre-filter of the candidate code.
+        _isolate(
+            limits,
+            plan=request.get("plan"),
+            close_fds=close_fds,
+            workdir=workdir,
+            zygote_pid=zygote_pid,
+        )
         envelope = _call(request["target"], request["payload"], limits)
         _send(result_fd, envelope, cap=limits["max_output_bytes"])
         code = 0
@@ -66,9 +79,19 @@ def main(
 
 
 def _isolate(
-    limits: dict[str, Any], *, close_fds: Sequence[int], workdir: str, zygote_pid: int
+    limits: dict[str, Any],
+    *,
+    plan: dict[str, Any] | None,
+    close_fds: Sequence[int],
+    workdir: str,
+    zygote_pid: int,
 ) -> None:
-    """Applies the limits, leaves the zygote's session, cuts every channel but the result."""
+    """Applies the limits, leaves the zygote's session, cuts all channels, confines itself.
+
+    Only the result pipe stays open. The order matters: the user namespace needs a
+    single-threaded process (so torch's threads come after it), and a change of user
+    clears the parent-death signal (so it is armed after).
+    """
     _set_rlimits(limits)
     # Its own process group (and session), so the zygote can kill it and everything it
     # starts with one killpg.
@@ -77,7 +100,6 @@ def _isolate(
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _die_with_zygote(zygote_pid)
     for fd in close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -87,8 +109,15 @@ def _isolate(
         os.dup2(devnull, fd)
     os.close(devnull)
     os.chdir(workdir)
-    os.environ["TMPDIR"] = workdir
+    for name in ("HOME", "TMPDIR"):
+        os.environ[name] = workdir
     tempfile.tempdir = workdir
+    if plan is not None:
+        _confine.confine(workdir, plan)
+    _die_with_zygote(zygote_pid)
+    count = _max_processes(limits, plan)
+    if count is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (count, count))
     # Python's random reseeds itself after fork; numpy's global generator does not, and
     # without this every child would draw the same numbers. (Only if the zygote imported
     # numpy.random: a fresh import in the child seeds itself, and importing it costs 10 ms.)
@@ -111,9 +140,22 @@ def _set_rlimits(limits: dict[str, Any]) -> None:
     cpu = max(1, int(-(-float(limits["cpu_time_s"]) // 1)))
     # SIGXCPU at the soft limit; SIGKILL one second later if the code ignores it.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    if limits["max_file_mb"] is not None:
+        # Python ignores SIGXFSZ, so a write past the cap fails with EFBIG.
+        size = int(limits["max_file_mb"]) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def _max_processes(limits: dict[str, Any], plan: dict[str, Any] | None) -> int | None:
+    """The ``RLIMIT_NPROC`` to set: the asked-for one, or one fit for what it counts."""
     if limits["max_processes"] is not None:
-        count = int(limits["max_processes"])
-        resource.setrlimit(resource.RLIMIT_NPROC, (count, count))
+        return int(limits["max_processes"])
+    scope = None if plan is None else plan["nproc"]
+    if scope == "call":  # only this call's processes and threads count
+        return int(limits["auto_max_processes"])
+    if scope == "nobody":  # shared with concurrent calls (nobody runs little else)
+        return _NOBODY_CALLS * int(limits["auto_max_processes"])
+    return None  # root ignores it; a user's own count includes all they run
 
 
 def _die_with_zygote(zygote_pid: int) -> None:

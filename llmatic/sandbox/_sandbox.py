@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import select
@@ -26,7 +27,11 @@ from typing import Any
 
 from llmatic.errors import FAILURE_KINDS
 from llmatic.sandbox._protocol import one_line, parse_target, scrub_env, send_frame
-from llmatic.sandbox._types import SandboxLimits, SandboxResult
+from llmatic.sandbox._types import SandboxIsolation, SandboxLimits, SandboxResult
+
+_LOG = logging.getLogger("llmatic.sandbox")
+#: Notes already logged by this process: each missing feature is warned about once.
+_WARNED: set[str] = set()
 
 _BOOT = (
     "import json, sys; config = json.loads(sys.argv[1]); sys.path[:] = config['sys_path']; "
@@ -50,9 +55,10 @@ class _Server:
     def __init__(self, proc: subprocess.Popen, control: socket.socket) -> None:
         self.proc = proc
         self.control = control
+        self.plan: dict[str, Any] | None = None
 
     @classmethod
-    def start(cls, preload: Sequence[str]) -> _Server:
+    def start(cls, preload: Sequence[str], temp_root: str | None) -> _Server:
         """Starts a zygote and waits until it has imported torch and ``preload``.
 
         Raises:
@@ -64,6 +70,7 @@ class _Server:
             "control_fd": theirs.fileno(),
             "preload": list(preload),
             "sys_path": [path or os.getcwd() for path in sys.path],
+            "temp_root": temp_root,
         }
         try:
             proc = subprocess.Popen(
@@ -86,6 +93,7 @@ class _Server:
             reply = {}
         if reply.get("ready"):
             control.settimeout(_SEND_TIMEOUT_S)
+            server.plan = reply["isolation"]
             return server
         server.stop()
         if "error" in reply:
@@ -121,17 +129,26 @@ class Sandbox:
 
     Calls may run concurrently from several threads; each gets its own child.
 
-    Known gaps, for the hardening still to come: the children run as the parent's user
-    (as root they can lift their rlimits or read ``/proc/<parent>/environ``), share its
-    network, and a grandchild that leaves the process group with ``setsid`` outlives
-    the call; namespaces and an AST pre-filter are the next steps
-    (see :func:`llmatic.sandbox._child.main`).
+    Each child is also confined as far as the platform allows (:attr:`isolation`; see
+    :mod:`llmatic.sandbox._confine`): a root zygote's children run as ``nobody``, each
+    child gets its own user and network namespaces (no network; ``RLIMIT_NPROC`` counts
+    the call's own processes), and Landlock allows writes only in its directory. What
+    the platform refuses is logged once as a warning and the rest goes on. Generated
+    network code is also checked before it runs (:mod:`llmatic.sandbox.static_check`).
+
+    Known gaps: the child can read what its user may read (only the result JSON leads
+    out); a grandchild that leaves the process group with ``setsid`` lives until its
+    parent dies (then the zygote kills it) or the sandbox closes; disk use inside the
+    call's directory is bounded per file (``RLIMIT_FSIZE``) and by the wall-clock limit.
 
     Args:
         limits: Resource limits of every call.
         preload: Modules the zygote imports once, besides torch; the target's own module
             belongs here, so that no call pays for importing it. They must not run torch
             ops at import time (the zygote forks; OpenMP thread pools do not survive that).
+        temp_root: Directory in which each call's working directory is made (and
+            removed); ``None`` for the system's temporary directory. A root zygote's
+            children run as ``nobody``, which must be able to reach it.
 
     Raises:
         ImportError: A preload module cannot be imported.
@@ -143,9 +160,11 @@ class Sandbox:
         *,
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, safe to share
         preload: Sequence[str] = (),
+        temp_root: str | os.PathLike[str] | None = None,
     ) -> None:
         self._limits = limits
         self._preload = tuple(preload)
+        self._temp_root = None if temp_root is None else os.fspath(temp_root)
         self._lock = threading.Lock()
         self._closed = False
         self._server: _Server | None = None
@@ -157,6 +176,17 @@ class Sandbox:
     def limits(self) -> SandboxLimits:
         """The limits every call runs under."""
         return self._limits
+
+    @property
+    def isolation(self) -> SandboxIsolation:
+        """How the children are confined on this machine (probed when the zygote started).
+
+        Raises:
+            RuntimeError: The sandbox is closed.
+        """
+        with self._lock:
+            server = self._ensure_server()
+        return SandboxIsolation.from_plan(server.plan if self._limits.confine else None)
 
     @property
     def server_pid(self) -> int | None:
@@ -226,8 +256,10 @@ class Sandbox:
         if self._server is not None and not self._server.alive():
             self._discard(self._server)
         if self._server is None:
-            self._server = _Server.start(self._preload)
+            self._server = _Server.start(self._preload, self._temp_root)
             self._finalizer = weakref.finalize(self, self._server.stop)
+            if self._limits.confine:
+                _warn_once(SandboxIsolation.from_plan(self._server.plan))
         return self._server
 
     def _discard(self, server: _Server | None) -> None:
@@ -425,6 +457,13 @@ def _unpack(data: bytes) -> _Outcome:
     if kind not in FAILURE_KINDS:
         kind = "exception"
     return kind, None, one_line(str(envelope.get("error", "")))
+
+
+def _warn_once(isolation: SandboxIsolation) -> None:
+    for note in isolation.notes:
+        if note not in _WARNED:
+            _WARNED.add(note)
+            _LOG.warning("sandbox isolation: %s", note)
 
 
 def _signal_name(signum: int) -> str:

@@ -13,9 +13,9 @@ class SandboxLimits:
     """Resource limits of one sandboxed call.
 
     The limits are POSIX rlimits set by the child on itself before it imports the target,
-    plus a wall-clock limit enforced from outside. A process running as root can raise its
-    own rlimits again (it holds ``CAP_SYS_RESOURCE``), so against deliberately hostile code
-    they are a safety net, not a wall; cgroups and namespaces are the next step.
+    plus a wall-clock limit enforced from outside. A process running as root could raise
+    its own rlimits again (it holds ``CAP_SYS_RESOURCE``); a confined child (``confine``)
+    runs as ``nobody`` or in a user namespace of its own, and holds no such capability.
 
     Args:
         wall_time_s: Wall-clock limit per call in seconds. Past it the child's whole
@@ -34,15 +34,25 @@ class SandboxLimits:
             held in memory (0.6 GB as float32) yet turns a memory bomb into a
             ``MemoryError`` long before it can hurt the machine. CUDA reserves tens of GB
             of address space when it initialises, so set ``None`` for GPU work.
-        max_processes: ``RLIMIT_NPROC``; ``None`` to leave it alone. Linux counts *every*
-            process and thread of the child's real user id against it (not only the
-            child's own), so it must exceed what that user already runs plus torch's
-            threads; and it is ignored for root. Useful only when the search runs as a
-            dedicated unprivileged user.
+        max_processes: ``RLIMIT_NPROC``. Linux counts every process *and thread* of the
+            child's user against it, and ignores it for root. A confined child runs as
+            ``nobody`` (when the zygote is root) and, where it can, in a user namespace of
+            its own, where the kernel counts the call's processes alone
+            (:attr:`SandboxIsolation.nproc`). ``None`` sets :meth:`resolved_max_processes`
+            (twice the threads plus 64: room for torch's intra- and inter-op pools and
+            CUDA's helpers) in that case, four times it where all calls share
+            ``nobody``'s count, and nothing where the count would include every process
+            of the user. A number is always set.
         max_output_bytes: Cap in bytes on the JSON message the child sends back (the
             target's result plus a few bytes of envelope). The parent never reads more.
         num_threads: ``torch.set_num_threads`` in the child; ``None`` leaves torch's
             default (one thread per core).
+        max_file_mb: ``RLIMIT_FSIZE`` in MiB: no file the child writes grows past it (the
+            write fails with ``EFBIG``); ``None`` for no cap.
+        confine: Confine each child (an unprivileged user, its own user and network
+            namespaces, Landlock write rules; see :mod:`llmatic.sandbox._confine`) as far
+            as the platform allows. Only for debugging: ``False`` runs untrusted code
+            with the parent's user, network and file access.
 
     Raises:
         ValueError: A limit is not positive.
@@ -54,6 +64,8 @@ class SandboxLimits:
     max_processes: int | None = None
     max_output_bytes: int = 1_000_000
     num_threads: int | None = None
+    max_file_mb: int | None = 64
+    confine: bool = True
 
     def __post_init__(self) -> None:
         checks = {
@@ -63,6 +75,7 @@ class SandboxLimits:
             "max_processes": self.max_processes,
             "max_output_bytes": self.max_output_bytes,
             "num_threads": self.num_threads,
+            "max_file_mb": self.max_file_mb,
         }
         for name, value in checks.items():
             if value is not None and not (isinstance(value, int | float) and value > 0):
@@ -74,8 +87,16 @@ class SandboxLimits:
         """The CPU-time limit in seconds, with the ``None`` default worked out."""
         if self.cpu_time_s is not None:
             return float(self.cpu_time_s)
-        threads = self.num_threads or os.cpu_count() or 1
-        return 2.0 * self.wall_time_s * threads
+        return 2.0 * self.wall_time_s * self._threads()
+
+    def resolved_max_processes(self) -> int:
+        """``max_processes``, or the default for a child counted alone (see above)."""
+        if self.max_processes is not None:
+            return int(self.max_processes)
+        return 2 * self._threads() + 64
+
+    def _threads(self) -> int:
+        return self.num_threads or os.cpu_count() or 1
 
     def to_request(self) -> dict[str, Any]:
         """The limits as the JSON object the zygote and the child read."""
@@ -84,8 +105,11 @@ class SandboxLimits:
             "cpu_time_s": self.resolved_cpu_time_s(),
             "memory_mb": self.memory_mb,
             "max_processes": self.max_processes,
+            "auto_max_processes": self.resolved_max_processes(),
             "max_output_bytes": int(self.max_output_bytes),
             "num_threads": self.num_threads,
+            "max_file_mb": self.max_file_mb,
+            "confine": bool(self.confine),
         }
 
 
@@ -106,3 +130,51 @@ class SandboxResult:
     error_kind: str | None
     error: str | None
     seconds: float
+
+
+@dataclass(frozen=True)
+class SandboxIsolation:
+    """What confines the children on this machine, as the zygote found it at start-up.
+
+    Each feature is used where the platform allows it; what is missing is said in
+    ``notes`` (and logged once as a warning), and the sandbox carries on with the rest:
+    rlimits, the process-group kill and the wall-clock limit hold everywhere.
+
+    Args:
+        unprivileged_user: The zygote runs as root and switches each child to ``nobody``.
+        keeps_read_capability: The ``nobody`` children keep ``CAP_DAC_READ_SEARCH``
+            (read everything root reads) because ``nobody`` cannot read the interpreter's
+            files; they then get no user namespace.
+        user_namespace: Each child has its own user namespace (no capability outside it).
+        network_namespace: Each child has its own network namespace: no network at all.
+        landlock_abi: The Landlock ABI that confines the children's writes to their
+            working directory; 0 when Landlock is not used.
+        nproc: What ``RLIMIT_NPROC`` counts: ``"call"`` (the call's own processes and
+            threads), ``"nobody"`` (all of ``nobody``'s), ``"user"`` (all of the user's)
+            or ``None`` (nothing: the children are root, whom it does not bind).
+        notes: Why a feature is not used, one line each.
+    """
+
+    unprivileged_user: bool
+    keeps_read_capability: bool
+    user_namespace: bool
+    network_namespace: bool
+    landlock_abi: int
+    nproc: str | None
+    notes: tuple[str, ...]
+
+    @classmethod
+    def from_plan(cls, plan: dict[str, Any] | None) -> SandboxIsolation:
+        """From the zygote's probe; ``None`` when confinement is turned off."""
+        if plan is None:
+            off = ("confinement is off (SandboxLimits.confine=False)",)
+            return cls(False, False, False, False, 0, None, off)
+        return cls(
+            unprivileged_user=plan["user"] is not None,
+            keeps_read_capability=bool(plan["keep_read"]),
+            user_namespace=bool(plan["user_namespace"]),
+            network_namespace=bool(plan["network_namespace"]),
+            landlock_abi=int(plan["landlock_abi"]),
+            nproc=plan["nproc"],
+            notes=tuple(str(note) for note in plan["notes"]),
+        )

@@ -2,8 +2,10 @@
 
 The parent starts it with ``python -c`` and a scrubbed environment (so neither its memory
 nor ``/proc/<pid>/environ`` holds the search's secrets). It imports torch and the preload
-modules, freezes the garbage collector (children then do not dirty the shared pages), and
-serves calls in a single-threaded ``poll`` loop:
+modules, probes in a throwaway child which confinement steps the platform allows
+(:func:`llmatic.sandbox._confine.probe`; the plan goes to the parent in the ``ready``
+message and to every child with its request), freezes the garbage collector (children
+then do not dirty the shared pages), and serves calls in a single-threaded ``poll`` loop:
 
 * a control message brings two descriptors; the request is read from the status socket
   and the zygote forks; the child runs :func:`llmatic.sandbox._child.main`;
@@ -14,7 +16,9 @@ serves calls in a single-threaded ``poll`` loop:
 * end-of-file on the control socket (the parent closed it or died) kills all children.
 
 The zygote never runs a torch op: OpenMP thread pools do not survive ``fork()``.
-It is a child subreaper, so orphaned grandchildren are reparented to it and reaped too.
+It is a child subreaper, so orphaned grandchildren are reparented to it; whenever it
+reaps, it kills every child of its own that is not a call in flight, so a grandchild that
+left its call's process group (``setsid``) dies once its parent is gone.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from llmatic.sandbox import _child
+from llmatic.sandbox import _child, _confine
 from llmatic.sandbox._protocol import one_line, recv_frame
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -57,8 +61,9 @@ def main(config: dict[str, Any]) -> None:
     """Entry point of the zygote process.
 
     Args:
-        config: ``{"control_fd": int, "preload": [module names], "sys_path": [...]}``
-            (the boot line has already installed ``sys_path``).
+        config: ``{"control_fd": int, "preload": [module names], "sys_path": [...],
+            "temp_root": str or None}`` (the boot line has already installed
+            ``sys_path``).
     """
     control = socket.socket(fileno=int(config["control_fd"]))
     # Ctrl-C in the search's terminal is the parent's business; it closes us cleanly.
@@ -70,10 +75,44 @@ def main(config: dict[str, Any]) -> None:
     except BaseException as err:  # report it instead of dying silently
         control.send(json.dumps({"error": one_line(f"{type(err).__name__}: {err}")}).encode())
         return
+    temp_root = config.get("temp_root")
+    plan = _probe(temp_root)
     gc.collect()
     gc.freeze()
     _become_subreaper()
-    _Zygote(control).serve()
+    _Zygote(control, plan=plan, temp_root=temp_root).serve()
+
+
+def _probe(temp_root: str | None) -> dict[str, Any]:
+    """Runs :func:`llmatic.sandbox._confine.probe` in a throwaway child; its plan."""
+    workdir = tempfile.mkdtemp(prefix="llmatic-sandbox-probe-", dir=temp_root)
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the probe child
+            code = 1
+            try:
+                os.close(read_end)
+                data = json.dumps(_confine.probe(workdir)).encode()
+                os.write(write_end, data)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        write_end = -1
+        data = b""
+        while chunk := os.read(read_end, 65536):
+            data += chunk
+        os.waitpid(pid, 0)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+        shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        return json.loads(data)
+    except ValueError:
+        return _confine.unconfined("the confinement probe failed: children are not confined")
 
 
 def _become_subreaper() -> None:
@@ -85,8 +124,12 @@ def _become_subreaper() -> None:
 
 
 class _Zygote:
-    def __init__(self, control: socket.socket) -> None:
+    def __init__(
+        self, control: socket.socket, *, plan: dict[str, Any], temp_root: str | None
+    ) -> None:
         self._control = control
+        self._plan = plan
+        self._temp_root = temp_root
         self._calls: dict[int, _Call] = {}
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -96,7 +139,8 @@ class _Zygote:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
 
     def serve(self) -> None:
-        self._control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+        ready = {"ready": True, "pid": os.getpid(), "isolation": self._plan}
+        self._control.send(json.dumps(ready).encode())
         poller = select.poll()
         poller.register(self._control, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
@@ -145,7 +189,8 @@ class _Zygote:
         return True
 
     def _fork(self, request: dict[str, Any], result_fd: int, status: socket.socket) -> None:
-        workdir = tempfile.mkdtemp(prefix="llmatic-sandbox-")
+        workdir = tempfile.mkdtemp(prefix="llmatic-sandbox-", dir=self._temp_root)
+        request["plan"] = self._plan if request["limits"].get("confine", True) else None
         keep_out = [
             self._control.fileno(),
             self._wake_r,
@@ -176,13 +221,17 @@ class _Zygote:
         self._tell(status, {"pid": pid})
 
     def _reap(self) -> None:
+        reaped = False
         while True:
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
-                return
+                info = None
             if info is None:
+                if reaped:
+                    self._kill_strays()
                 return
+            reaped = True
             pid = info.si_pid
             call = self._calls.pop(pid, None)
             if call is None:  # an orphaned grandchild reparented to us
@@ -202,6 +251,13 @@ class _Zygote:
         self._tell(call.status, {"exit": report})
         call.status.close()
 
+    def _kill_strays(self) -> None:
+        """SIGKILLs every child of ours that is not a call: orphans of finished calls."""
+        for pid in _children_of(os.getpid()):
+            if pid not in self._calls:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for pid, call in self._calls.items():
@@ -217,10 +273,11 @@ class _Zygote:
             self._finish(call, status, usage.ru_utime + usage.ru_stime, shutdown=True)
         self._calls.clear()
         self._control.close()
-        # Reap the killed grandchildren that were reparented to us; whatever escaped the
-        # process groups and still runs goes to init when we exit.
+        # Kill and reap the grandchildren that were reparented to us (and theirs, as they
+        # are reparented in turn); whatever is left after a second goes to init.
         until = time.monotonic() + 1.0
         while time.monotonic() < until:
+            self._kill_strays()
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -235,6 +292,27 @@ class _Zygote:
             status.sendall(json.dumps(message).encode() + b"\n")
         except OSError:  # the parent gave up on this call
             pass
+
+
+def _children_of(pid: int) -> list[int]:
+    """Pids of ``pid``'s live children (and zombies), from /proc."""
+    try:  # needs CONFIG_PROC_CHILDREN; the zygote has one thread, so this is all of them
+        with open(f"/proc/{pid}/task/{pid}/children") as file:
+            return [int(field) for field in file.read().split()]
+    except OSError:
+        pass
+    children = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{name}/stat") as file:
+                    # The command name in parentheses may hold spaces: split after it.
+                    fields = file.read().rpartition(")")[2].split()
+                if int(fields[1]) == pid:
+                    children.append(int(name))
+    return children
 
 
 def _kill_group(pid: int) -> None:

@@ -77,6 +77,7 @@ def run_search(
     max_candidates: int,
     on_iteration: Callable[[IterationStats], None] = lambda stats: None,
     start_iteration: int = 0,
+    elapsed_seconds: float = 0.0,
 ) -> int:
     """Runs the phases in order until the budget or the candidate cap is reached.
 
@@ -90,11 +91,12 @@ def run_search(
             must still stop).
         on_iteration: Called after every iteration (logging, snapshots).
         start_iteration: Iterations already done (when resuming).
+        elapsed_seconds: Search time already spent (when resuming), for the statistics.
 
     Returns:
         The number of iterations run in total.
     """
-    start = time.perf_counter()
+    start = time.perf_counter() - elapsed_seconds
     iteration = start_iteration
     for phase, scheduler, done in phases:
         while not done() and evaluator.evaluations < budget and len(store) < max_candidates:

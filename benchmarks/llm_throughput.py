@@ -1,0 +1,336 @@
+"""LLM throughput on NAS-Bench-201 cell prompts: the reference code's way against ours.
+
+Same prompts (mutations of 4 parent cells under the 6 configured instructions), in one run:
+
+(a) ``reference``: the public LLMatic code's way: load the model, generate one sample
+    (free text, up to 350 new tokens, stop at a blank line), repeat.
+(b) ``batched``: :class:`~llmatic.llm.transformers_backend.TransformersLLM` as the search
+    uses it: loaded once, all requests of an ``ask`` in one call, shared prompt prefixes,
+    the edge-lines grammar with jump-forward over its fixed text.
+(b') ``batched_free``: the same backend without the grammar (free text, like (a)), to
+    separate what batching does from what the grammar does.
+(c) ``server``: :class:`~llmatic.llm.openai_backend.OpenAICompatibleLLM` against a local
+    OpenAI-compatible server (free text), when one is given with ``--server-url`` or
+    ``llama-cpp-python[server]`` is installed (then it is started on loopback).
+
+For each: candidates per minute, generated tokens per second, and for (b) and (b') the
+model's arithmetic rate against this CPU's measured fp32 matmul rate (how close the
+backend gets to the compute limit). Figures go to ``benchmarks/results/llm_throughput.
+{json,md}``.
+
+Usage: ``python -m benchmarks.llm_throughput [--samples 64] [--reference-samples 6]
+[--threads N] [--server-url URL]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+PARENTS = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|",
+    "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+    "|avg_pool_3x3~0|+|nor_conv_3x3~0|none~1|+|nor_conv_1x1~0|skip_connect~1|nor_conv_3x3~2|",
+    "|skip_connect~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|",
+)
+REFERENCE_MAX_NEW_TOKENS = 350
+
+
+def requests_for(prompter, count: int) -> list:
+    """``count`` mutation requests cycling over parents x instructions, temperatures 0.5-1."""
+    from llmatic.nb201.cell import arch_to_code
+
+    instructions = prompter.mutation_prompts
+    return [
+        prompter.mutation(
+            arch_to_code(PARENTS[i % len(PARENTS)]),
+            instructions[(i // len(PARENTS)) % len(instructions)],
+            0.5 + 0.5 * (i % 7) / 6,
+        )
+        for i in range(count)
+    ]
+
+
+def matmul_gflops(threads: int) -> float:
+    """This CPU's fp32 matmul rate (GFLOP/s) at ``threads`` threads: the compute limit."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    start, reps = time.perf_counter(), 20
+    for _ in range(reps):
+        a @ b
+    return 2 * 1024**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+class TokenMeter:
+    """Counts the tokens a model runs (with and without padding) through a forward hook."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.slots = 0
+        self.real = 0
+        self.handle = model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        self.slots += ids.numel()
+        self.real += int(mask[:, -ids.shape[1] :].sum()) if mask is not None else ids.numel()
+
+    def close(self) -> None:
+        self.handle.remove()
+
+
+def run_reference(model_path: Path, requests: list, stop: list[str], threads: int) -> dict:
+    """(a): reload the model for every sample, generate one sample at a time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    tokens, start = 0, time.perf_counter()
+    for i, request in enumerate(requests):
+        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True).eval()
+        inputs = tokenizer(request.prompt + request.prefill, return_tensors="pt")
+        torch.manual_seed(i)
+        with torch.inference_mode():
+            out = model.generate(
+                **inputs,
+                do_sample=True,
+                temperature=request.temperature,
+                top_k=0,
+                max_new_tokens=REFERENCE_MAX_NEW_TOKENS,
+                stop_strings=stop,
+                tokenizer=tokenizer,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+        tokens += out.shape[1] - inputs["input_ids"].shape[1]
+    seconds = time.perf_counter() - start
+    return _rates(len(requests), tokens, seconds)
+
+
+def run_batched(llm, requests: list, *, parameters: int, peak: float) -> dict:
+    """(b)/(b'): one ``generate`` call for all requests (micro-batches of its batch size)."""
+    meter = TokenMeter(llm.model)
+    tokens0, seconds0 = llm.total_tokens, llm.total_seconds
+    try:
+        llm.generate(requests)
+    finally:
+        meter.close()
+    seconds = llm.total_seconds - seconds0
+    result = _rates(len(requests), llm.total_tokens - tokens0, seconds)
+    # ~2 FLOPs per weight per token run (attention over the context comes on top).
+    achieved = 2 * parameters * meter.slots / seconds / 1e9
+    result.update(
+        model_tokens_run=meter.real,
+        model_token_slots=meter.slots,
+        model_gflops=achieved,
+        share_of_matmul_peak=achieved / peak,
+    )
+    return result
+
+
+def run_server(url: str, model: str, requests: list, stop: list[str], concurrency: int) -> dict:
+    """(c): the OpenAI-compatible backend, free text like (a)."""
+    from llmatic.llm.openai_backend import OpenAICompatibleLLM
+
+    free = [
+        r.__class__(prompt=r.prompt, temperature=r.temperature, prefill=r.prefill) for r in requests
+    ]
+    llm = OpenAICompatibleLLM(
+        base_url=url,
+        model=model,
+        max_new_tokens=150,
+        stop=stop,
+        max_concurrency=concurrency,
+        timeout_s=600,
+    )
+    start = time.perf_counter()
+    out = llm.generate(free)
+    seconds = time.perf_counter() - start
+    return _rates(len(out), sum(g.num_tokens for g in out), seconds)
+
+
+@contextlib.contextmanager
+def llama_server(gguf: Path, threads: int) -> Iterator[str]:
+    """``llama_cpp.server`` on a free loopback port; yields its /v1 URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]
+    command += ["--n_threads", str(threads)]
+    log = open(RESULTS / "llama_server.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited; see {log.name}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/models", timeout=2):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("llama_cpp.server did not start within 120 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _rates(samples: int, tokens: int, seconds: float) -> dict:
+    return {
+        "samples": samples,
+        "tokens": int(tokens),
+        "seconds": seconds,
+        "candidates_per_minute": samples / seconds * 60,
+        "tokens_per_second": tokens / seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=64, help="for (b), (b') and (c)")
+    parser.add_argument("--reference-samples", type=int, default=6, help="for (a)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--server-url", help="an OpenAI-compatible /v1 URL for (c)")
+    parser.add_argument("--server-model", default="smollm2-135m")
+    parser.add_argument(
+        "--server-only", action="store_true", help="re-measure (c) only, into the last results"
+    )
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from llmatic.llm.models import EMBEDDED_MODEL
+    from llmatic.llm.transformers_backend import TransformersLLM
+    from llmatic.nb201.prompts import STOP, CellPrompter
+
+    prompts = yaml.safe_load((ROOT / "conf" / "prompts" / "nb201_cell.yaml").read_text())
+    prompter = CellPrompter(mutation_prompts=prompts["mutation"], crossover_prompt="")
+    free_prompter = CellPrompter(
+        mutation_prompts=prompts["mutation"], crossover_prompt="", constrained=False
+    )
+    stop = list(STOP["edges"])
+    requests = requests_for(prompter, args.samples)
+    if args.server_only:
+        results = json.loads((RESULTS / "llm_throughput.json").read_text())
+        _measure_server(results, args, requests, stop)
+        _write(results)
+        return 0
+    peak = matmul_gflops(args.threads)
+    results: dict = {
+        "threads": args.threads,
+        "cpus": os.cpu_count(),
+        "matmul_gflops": peak,
+        "model": EMBEDDED_MODEL,
+    }
+    common = dict(stop=stop, seed=0, num_threads=args.threads, batch_size=32)
+    llm = TransformersLLM(max_new_tokens=150, **common)
+    # Weights a token's forward pass multiplies by: all but the input embedding (a lookup;
+    # SmolLM2 ties it to the LM head, which runs for one position per row and step only).
+    embedding = llm.model.get_input_embeddings().weight
+    parameters = sum(p.numel() for p in llm.model.parameters() if p is not embedding)
+    results["weights_per_token"] = parameters
+    print(f"matmul {peak:.0f} GFLOP/s at {args.threads} threads; {parameters / 1e6:.0f}M weights")
+
+    results["reference"] = run_reference(
+        llm.model_path, requests_for(free_prompter, args.reference_samples), stop, args.threads
+    )
+    print("reference", results["reference"], flush=True)
+    results["batched"] = run_batched(llm, requests, parameters=parameters, peak=peak)
+    print("batched", results["batched"], flush=True)
+    free = requests_for(free_prompter, args.samples)
+    results["batched_free"] = run_batched(llm, free, parameters=parameters, peak=peak)
+    print("batched_free", results["batched_free"], flush=True)
+
+    _measure_server(results, args, requests, stop)
+    _write(results)
+    return 0
+
+
+def _measure_server(results: dict, args: argparse.Namespace, requests: list, stop: list) -> None:
+    """(c), if a server is given or can be started; a failure is recorded, not raised."""
+    from llmatic.llm.models import embedded_gguf_path
+    from llmatic.llm.openai_backend import LLMServerError
+
+    server = None
+    if args.server_url:
+        server = contextlib.nullcontext(args.server_url)
+    elif importlib.util.find_spec("llama_cpp") is not None:
+        server = llama_server(embedded_gguf_path(), args.threads)
+    if server is None:
+        results["server"] = "skipped: no --server-url and llama-cpp-python is not installed"
+    else:
+        try:
+            with server as url:
+                results["server"] = run_server(url, args.server_model, requests, stop, 4)
+        except (LLMServerError, RuntimeError) as err:
+            results["server"] = f"failed: {str(err).splitlines()[0][:200]}"
+    print("server", results["server"], flush=True)
+
+
+def _write(results: dict) -> None:
+    """Speed-ups against (a), then the JSON and Markdown results."""
+    reference = results["reference"]["candidates_per_minute"]
+    for key in ("batched", "batched_free", "server"):
+        if isinstance(results[key], dict):
+            results[key]["speedup_per_candidate"] = (
+                results[key]["candidates_per_minute"] / reference
+            )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "llm_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "llm_throughput.md").write_text(_table(results))
+    print(_table(results))
+
+
+def _table(results: dict) -> str:
+    lines = [
+        f"SmolLM2-135M, {results['threads']} threads, fp32 matmul peak "
+        f"{results['matmul_gflops']:.0f} GFLOP/s.",
+        "",
+        "| way | samples | candidates/min | tokens/s | x (a) per candidate | "
+        "model GFLOP/s (share of peak) |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {
+        "reference": "(a) reload + one sample",
+        "batched": "(b) batched, grammar + jump-forward",
+        "batched_free": "(b') batched, free text",
+        "server": "(c) OpenAI-compatible server",
+    }
+    for key, name in names.items():
+        r = results[key]
+        if not isinstance(r, dict):
+            lines.append(f"| {name} | {r} | | | | |")
+            continue
+        speedup = r.get("speedup_per_candidate", 1.0)
+        rate = (
+            f"{r['model_gflops']:.0f} ({r['share_of_matmul_peak']:.0%})"
+            if "model_gflops" in r
+            else ""
+        )
+        lines.append(
+            f"| {name} | {r['samples']} | {r['candidates_per_minute']:.1f} | "
+            f"{r['tokens_per_second']:.0f} | {speedup:.1f}x | {rate} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

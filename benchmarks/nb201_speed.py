@@ -1,0 +1,109 @@
+"""Evaluations per minute of a LLMatic NAS-Bench-201 search, and where the time goes.
+
+Runs ``python -m experiments.run +exp=nasbench201`` (embedded model, CIFAR-10) with the
+budget given (default the headline 2,000 evaluations), then reads the run's
+``summary.json``: wall time, evaluations per minute, LLM samples and tokens, and the share
+of time in generation (the LLM), isolation (sandboxed code -> arch mapping), the table
+lookup, and bookkeeping (archives, emitters, logs: the rest).
+
+Usage::
+
+    python -m benchmarks.nb201_speed [--budget 2000] [--seed 0] [--table PATH] [-- OVERRIDES]
+
+Figures go to ``benchmarks/results/nb201_speed.{json,md}``; the run itself to
+``runs/bench_nb201_speed/``. The NB201 table defaults to the shared test copy,
+``../shared/data/nasbench201/nb201.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_TABLE = ROOT.parent / "shared" / "data" / "nasbench201" / "nb201.csv"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
+    parser.add_argument("overrides", nargs="*", help="more Hydra overrides for the run")
+    args = parser.parse_args(argv)
+    run_dir = ROOT / "runs" / "bench_nb201_speed"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.run",
+        "+exp=nasbench201",
+        f"benchmark.table={args.table.resolve()}",
+        f"search.budget={args.budget}",
+        f"seed={args.seed}",
+        f"hydra.run.dir={run_dir}",
+        *args.overrides,
+    ]
+    print(" ".join(command), flush=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    start = time.perf_counter()
+    rc = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+    wall = time.perf_counter() - start
+    if rc != 0:
+        print(f"the run failed (exit {rc}); see {run_dir}/run.log", file=sys.stderr)
+        return rc
+    summary = json.loads((run_dir / "summary.json").read_text())
+    seconds = summary["seconds"]
+    loop = seconds["total"]
+    result = {
+        "command": " ".join(["python -m benchmarks.nb201_speed", *(argv or sys.argv[1:])]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "budget": args.budget,
+        "evaluations": summary["evaluations"],
+        "candidates": summary["candidates"],
+        "duplicates": summary["status_counts"].get("duplicate", 0),
+        "valid_code_rate": summary["valid_code_rate"],
+        "wall_minutes": wall / 60,
+        "search_minutes": loop / 60,
+        "evaluations_per_minute": summary["evaluations"] / (wall / 60),
+        "llm_samples_per_minute": summary["llm_candidates"] / (seconds["llm"] / 60),
+        "llm_tokens_per_second": summary["llm_tokens"] / seconds["llm"],
+        "share": {
+            "generation": seconds["llm"] / loop,
+            "isolation": seconds["inspect_code"] / loop,
+            "table_lookup": seconds["benchmark"] / loop,
+            "bookkeeping": seconds["other"] / loop,
+        },
+        "best_test_accuracy": summary["best"]["test_accuracy"],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "nb201_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    share = result["share"]
+    table = "\n".join(
+        [
+            "| budget | wall (min) | evals/min | candidates (dup) | LLM samples/min | "
+            "generation | isolation | lookup | bookkeeping |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {result['evaluations']} | {result['wall_minutes']:.1f} | "
+            f"{result['evaluations_per_minute']:.1f} | "
+            f"{result['candidates']} ({result['duplicates']}) | "
+            f"{result['llm_samples_per_minute']:.1f} | {share['generation']:.0%} | "
+            f"{share['isolation']:.1%} | {share['table_lookup']:.1%} | "
+            f"{share['bookkeeping']:.1%} |",
+        ]
+    )
+    (RESULTS / "nb201_speed.md").write_text(f"`{result['command']}`\n\n{table}\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
