@@ -9,6 +9,7 @@ lookup, and bookkeeping (archives, emitters, logs: the rest).
 Usage::
 
     python -m benchmarks.nb201_speed [--budget 2000] [--seed 0] [--table PATH] [-- OVERRIDES]
+    python -m benchmarks.nb201_speed --run-dir RUN_DIR   # a finished run (search-loop time)
 
 Figures go to ``benchmarks/results/nb201_speed.{json,md}``; the run itself to
 ``runs/bench_nb201_speed/``. The NB201 table defaults to the shared test copy,
@@ -37,8 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
+    parser.add_argument(
+        "--run-dir", type=Path, help="read a finished NB201 run instead of starting one"
+    )
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for the run")
     args = parser.parse_args(argv)
+    if args.run_dir is not None:
+        summary = json.loads((args.run_dir / "summary.json").read_text())
+        return report(summary, wall=summary["seconds"]["total"], budget=summary["budget"])
     run_dir = ROOT / "runs" / "bench_nb201_speed"
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [
@@ -61,12 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the run failed (exit {rc}); see {run_dir}/run.log", file=sys.stderr)
         return rc
     summary = json.loads((run_dir / "summary.json").read_text())
+    return report(summary, wall=wall, budget=args.budget)
+
+
+def report(summary: dict, *, wall: float, budget: int) -> int:
+    """Writes the figures of one run's ``summary.json``; ``wall`` in seconds."""
     seconds = summary["seconds"]
     loop = seconds["total"]
     result = {
-        "command": " ".join(["python -m benchmarks.nb201_speed", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python -m benchmarks.nb201_speed", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "budget": args.budget,
+        "budget": budget,
         "evaluations": summary["evaluations"],
         "candidates": summary["candidates"],
         "duplicates": summary["status_counts"].get("duplicate", 0),

@@ -1,8 +1,9 @@
 """Runs every benchmark in ``benchmarks/``, one after the other, with this interpreter.
 
 ``python -m benchmarks.run_all`` runs ``sandbox_overhead`` (~1 min), ``edit_quality``
-(~10 min on 2 CPU cores) and ``soak`` (~1 min; needs the NB201 table); ``--all`` adds
-``cell_prompt_validity`` (~25 min). ``--only NAME ...`` picks benchmarks by name. Each
+(~10 min on 2 CPU cores), ``soak`` (~1 min; needs the NB201 table) and ``llm_throughput``
+(~8 min); ``--all`` adds ``cell_prompt_validity`` (~25 min) and ``nb201_speed`` (one
+2,000-evaluation NB201 search, ~40-60 min). ``--only NAME ...`` picks benchmarks by name. Each
 writes its figures to ``benchmarks/results/``; this prints which ran, how long each took
 and which result files they (re)wrote. ``make bench`` calls it.
 """
@@ -27,14 +28,16 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "sandbox_overhead": ([str(HERE / "sandbox_overhead.py")], False),
     "edit_quality": (["-m", "benchmarks.edit_quality"], False),
     "soak": (["-m", "benchmarks.soak"], False),
+    "llm_throughput": (["-m", "benchmarks.llm_throughput"], False),
     "cell_prompt_validity": ([str(HERE / "cell_prompt_validity.py")], True),
+    "nb201_speed": (["-m", "benchmarks.nb201_speed"], True),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--all", action="store_true", help="also the slow ones (cell_prompt_validity, ~25 min)"
+        "--all", action="store_true", help="also the slow ones (cell_prompt_validity, nb201_speed)"
     )
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
     args = parser.parse_args(argv)

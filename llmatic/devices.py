@@ -9,10 +9,14 @@ def resolve_device(device: str) -> str:
     """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; checks explicit CUDA requests.
 
     Raises:
-        ValueError: CUDA was asked for but is not available.
+        ValueError: Not a device name, or CUDA was asked for but is not available.
     """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device={device!r} is not a device; use auto, cpu or cuda") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use auto or cpu")
     return device

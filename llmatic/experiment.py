@@ -27,6 +27,7 @@ from llmatic.checkpoint import CHECKPOINT_FILE, Checkpointer, Search, SearchStat
 from llmatic.checkpoint import load as load_checkpoint
 from llmatic.checkpoint import read_header as read_checkpoint_header
 from llmatic.checkpoint import restore as restore_checkpoint
+from llmatic.devices import resolve_device
 from llmatic.emitters import (
     CuriosityRule,
     LLMCrossoverEmitter,
@@ -102,6 +103,22 @@ def validate_config(cfg: DictConfig) -> None:
         parse_arch(cfg.benchmark.seed_arch)
     except ValueError as err:
         raise ConfigError(f"benchmark.seed_arch: {err}") from None
+    # Device requests fail here, not after minutes of setup (or inside a sandboxed child).
+    devices = [("benchmark.device", cfg.benchmark.get("device"))]
+    if search.name == "llmatic" and cfg.llm.backend == "transformers":
+        devices.append(("llm.device", cfg.llm.device))
+        from llmatic.llm.transformers_backend import resolve_dtype
+
+        try:
+            resolve_dtype(cfg.llm.dtype, "cpu")
+        except ValueError as err:
+            raise ConfigError(f"llm.dtype: {err}") from None
+    for key, device in devices:
+        if device is not None:
+            try:
+                resolve_device(device)
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from None
     if search.name == "llmatic":
         if cfg.llm.backend not in LLM_BACKENDS:
             raise ConfigError(

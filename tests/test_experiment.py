@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ScriptedLLM, edges_completion
 from hydra import compose, initialize_config_dir
 from ribs.archives import GridArchive
@@ -32,6 +33,9 @@ SCRIPT = [
     'conv_9x9"](C)\n',  # unknown operation
     *[edges_completion(a) for a in GOOD[2:]],
 ]
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
 
 def compose_cfg(*overrides: str):
@@ -131,6 +135,10 @@ def test_curiosity_was_credited(tiny_run):
         ("benchmark.archive.log10_flops_range=[6,4]", "log10_flops_range"),
         ("benchmark.seed_arch=nonsense", "seed_arch"),
         ("search.temperature.initial=2.0", "temperature"),
+        pytest.param("llm.device=cuda", "llm.device: .*CUDA is not available", marks=NO_CUDA),
+        ("llm.device=gpu0", "llm.device: .*not a device"),
+        pytest.param("benchmark.device=cuda:1", "benchmark.device: .*CUDA", marks=NO_CUDA),
+        ("llm.dtype=float8", "llm.dtype"),
     ],
 )
 def test_bad_config_values_give_a_clear_error(override, message):
