@@ -32,6 +32,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -174,7 +175,7 @@ def llama_server(gguf: Path, threads: int) -> Iterator[str]:
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]
     command += ["--n_threads", str(threads)]
-    log = open(RESULTS / "llama_server.log", "w")  # noqa: SIM115 - closed below
+    log = tempfile.NamedTemporaryFile("w", prefix="llama_server_", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
