@@ -9,9 +9,10 @@ Same prompts (mutations of 4 parent cells under the 6 configured instructions), 
     the edge-lines grammar with jump-forward over its fixed text.
 (b') ``batched_free``: the same backend without the grammar (free text, like (a)), to
     separate what batching does from what the grammar does.
-(c) ``server``: :class:`~llmatic.llm.openai_backend.OpenAICompatibleLLM` against a local
-    OpenAI-compatible server (free text), when one is given with ``--server-url`` or
-    ``llama-cpp-python[server]`` is installed (then it is started on loopback).
+(c) ``server``: :class:`~llmatic.llm.openai_backend.OpenAICompatibleLLM` against an
+    OpenAI-compatible server (free text): ``--server-url``, or one started on loopback,
+    ``python -m llmatic.llm.serve`` (default) or ``llama_cpp.server`` (``--server
+    llama_cpp``, needs ``llama-cpp-python[server]``).
 
 For each: candidates per minute, generated tokens per second, and for (b) and (b') the
 model's arithmetic rate against this CPU's measured fp32 matmul rate (how close the
@@ -19,7 +20,7 @@ backend gets to the compute limit). Figures go to ``benchmarks/results/llm_throu
 {json,md}``.
 
 Usage: ``python -m benchmarks.llm_throughput [--samples 64] [--reference-samples 6]
-[--threads N] [--server-url URL]``
+[--threads N] [--server-url URL | --server llmatic|llama_cpp] [--server-only]``
 """
 
 from __future__ import annotations
@@ -167,26 +168,35 @@ def run_server(url: str, model: str, requests: list, stop: list[str], concurrenc
 
 
 @contextlib.contextmanager
-def llama_server(gguf: Path, threads: int) -> Iterator[str]:
-    """``llama_cpp.server`` on a free loopback port; yields its /v1 URL."""
+def local_server(kind: str, threads: int) -> Iterator[str]:
+    """A model server on a free loopback port serving the embedded model; yields its /v1 URL.
+
+    ``kind``: ``llmatic`` (``python -m llmatic.llm.serve``, batching across requests) or
+    ``llama_cpp`` (``llama_cpp.server`` on the GGUF; needs ``llama-cpp-python[server]``).
+    """
+    from llmatic.llm.models import embedded_gguf_path
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]
-    command += ["--n_threads", str(threads)]
-    log = tempfile.NamedTemporaryFile("w", prefix="llama_server_", suffix=".log", delete=False)  # noqa: SIM115
+    if kind == "llmatic":
+        command = [sys.executable, "-m", "llmatic.llm.serve", "--threads", str(threads)]
+    else:
+        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path())]
+        command += ["--n_ctx", "4096", "--n_threads", str(threads)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    log = tempfile.NamedTemporaryFile("w", prefix=f"{kind}_server_", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited; see {log.name}")
+                raise RuntimeError(f"the {kind} server exited; see {log.name}")
             with contextlib.suppress(OSError), urllib.request.urlopen(url + "/models", timeout=2):
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start within 120 s")
+                raise RuntimeError(f"the {kind} server did not start within 180 s")
             time.sleep(0.5)
         yield url
     finally:
@@ -211,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-samples", type=int, default=6, help="for (a)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--server-url", help="an OpenAI-compatible /v1 URL for (c)")
+    parser.add_argument(
+        "--server",
+        choices=["llmatic", "llama_cpp"],
+        default="llmatic",
+        help="the local server (c) starts when no --server-url is given",
+    )
     parser.add_argument("--server-model", default="smollm2-135m")
     parser.add_argument(
         "--server-only", action="store_true", help="re-measure (c) only, into the last results"
@@ -266,23 +282,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure_server(results: dict, args: argparse.Namespace, requests: list, stop: list) -> None:
-    """(c), if a server is given or can be started; a failure is recorded, not raised."""
-    from llmatic.llm.models import embedded_gguf_path
+    """(c) against ``--server-url`` or a local server; a failure is recorded, not raised."""
     from llmatic.llm.openai_backend import LLMServerError
 
-    server = None
     if args.server_url:
         server = contextlib.nullcontext(args.server_url)
-    elif importlib.util.find_spec("llama_cpp") is not None:
-        server = llama_server(embedded_gguf_path(), args.threads)
-    if server is None:
-        results["server"] = "skipped: no --server-url and llama-cpp-python is not installed"
+    elif args.server == "llama_cpp" and importlib.util.find_spec("llama_cpp") is None:
+        results["server"] = "skipped: llama-cpp-python[server] is not installed"
+        return
     else:
-        try:
-            with server as url:
-                results["server"] = run_server(url, args.server_model, requests, stop, 4)
-        except (LLMServerError, RuntimeError) as err:
-            results["server"] = f"failed: {str(err).splitlines()[0][:200]}"
+        server = local_server(args.server, args.threads)
+    results["server_kind"] = args.server_url or args.server
+    try:
+        with server as url:
+            results["server"] = run_server(url, args.server_model, requests, stop, 32)
+    except (LLMServerError, RuntimeError) as err:
+        results["server"] = f"failed: {str(err).splitlines()[0][:200]}"
     print("server", results["server"], flush=True)
 
 
@@ -313,7 +328,7 @@ def _table(results: dict) -> str:
         "reference": "(a) reload + one sample",
         "batched": "(b) batched, grammar + jump-forward",
         "batched_free": "(b') batched, free text",
-        "server": "(c) OpenAI-compatible server",
+        "server": f"(c) OpenAI-compatible server ({results.get('server_kind', 'none')}), free text",
     }
     for key, name in names.items():
         r = results[key]

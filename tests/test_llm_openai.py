@@ -5,9 +5,10 @@ Two kinds of server:
 - a small OpenAI-shaped server written here with ``http.server`` (fast, always runs): it
   answers, fails with a chosen status, sleeps past the client's timeout, or forwards to an
   upstream server, and it records every request it got;
-- ``llama_cpp.server`` serving the embedded SmolLM2 GGUF (marked slow; skipped when
+- real model servers serving the embedded SmolLM2 (marked slow): this project's own
+  ``python -m llmatic.llm.serve`` (always) and ``llama_cpp.server`` (skipped when
   ``llama-cpp-python[server]`` is not installed). The retry test also runs through a flaky
-  proxy in front of it.
+  proxy in front of each, and the timeout test against each.
 """
 
 from __future__ import annotations
@@ -343,9 +344,43 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait()
 
 
+@pytest.fixture(scope="session")
+def llmatic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m llmatic.llm.serve`` on a free loopback port; yields its /v1 URL."""
+    port = _free_port()
+    command = [sys.executable, "-m", "llmatic.llm.serve", "--port", str(port)]
+    command += ["--threads", "1", "--max-wait-ms", "100"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180  # the first use converts the GGUF (~20 s)
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llmatic.llm.serve exited: {log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/models", timeout=2):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("llmatic.llm.serve did not answer /v1/models within 180 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(params=["llmatic", "llama_cpp"])
+def real_server(request: pytest.FixtureRequest) -> str:
+    """The /v1 URL of a real model server (both kinds, one after the other)."""
+    name = "llmatic_server" if request.param == "llmatic" else "llama_server"
+    return request.getfixturevalue(name)
+
+
 @pytest.mark.slow
-def test_llama_server_completes_each_request(llama_server):
-    llm = backend(llama_server, max_new_tokens=24, max_concurrency=3, timeout_s=120)
+def test_real_server_completes_each_request(real_server):
+    llm = backend(real_server, max_new_tokens=24, max_concurrency=3, timeout_s=120)
     prompts = ["def add(a, b):\n", "import torch\n\n", "class Cell:\n"]
     out = llm.generate([R(p, temperature=0.8, prefill="    ") for p in prompts])
     assert len(out) == len(prompts)
@@ -356,9 +391,28 @@ def test_llama_server_completes_each_request(llama_server):
 
 
 @pytest.mark.slow
-def test_llama_server_behind_a_flaky_proxy(serve, llama_server):
-    proxy = serve(forward(llama_server, fail_first=2, status=502))
+def test_real_server_behind_a_flaky_proxy(serve, real_server):
+    proxy = serve(forward(real_server, fail_first=2, status=502))
     llm = backend(proxy.url, max_new_tokens=8, timeout_s=120, max_retries=2)
     out = llm.generate([R("The capital of France is", temperature=0.5)])
     assert len(out) == 1 and out[0].num_tokens > 0
     assert len(proxy.seen) == 3 and llm.total_retries == 2
+
+
+@pytest.mark.slow
+def test_real_server_past_the_timeout_is_a_clear_error(real_server):
+    llm = backend(real_server, max_new_tokens=300, timeout_s=0.2, max_retries=1)
+    with pytest.raises(LLMServerError, match="failed after 2 attempt.*timed out"):
+        llm.generate([R("Write a long story about a llama.", temperature=1.0)])
+
+
+@pytest.mark.slow
+def test_llmatic_server_batches_and_serves_chat(llmatic_server):
+    llm = backend(llmatic_server, max_new_tokens=6, max_concurrency=4, timeout_s=120)
+    counting = ["1, 2, 3, 4, 5,", "a, b, c, d, e,", "10, 20, 30, 40,", "A, B, C, D,"]
+    out = llm.generate([R(p, temperature=0.05) for p in counting])
+    assert out[0].text.startswith(" 6") and out[1].text.startswith(" f")  # each its own answer
+    assert out[2].text.startswith(" 50")
+    chat = backend(llmatic_server, endpoint="chat", max_new_tokens=12, timeout_s=120)
+    (answer,) = chat.generate([R("Say hello.", temperature=0.5)])
+    assert answer.text.strip() and answer.num_tokens > 0
