@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from llmatic.checkpoint import CheckpointError
 from llmatic.experiment import ConfigError, resume_config, run_experiment
 from llmatic.llm.models import ModelNotFoundError
+from llmatic.llm.openai_backend import LLMServerError
 
 log = logging.getLogger("llmatic")
 
@@ -36,16 +37,27 @@ def main(cfg: DictConfig) -> None:
     # SIGTERM (a cluster's scancel, a `kill`) raises SystemExit, so that the run's files
     # are written on the way out like on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    run_dir = cfg.resume or HydraConfig.get().runtime.output_dir
     try:
         if cfg.resume:
             run_cfg = resume_config(cfg.resume, cfg, HydraConfig.get().overrides.task)
             run_experiment(run_cfg, cfg.resume, resume=True)
         else:
-            run_experiment(cfg, HydraConfig.get().runtime.output_dir)
+            run_experiment(cfg, run_dir)
     except (ConfigError, ModelNotFoundError, CheckpointError) as err:
         # A user's mistake, not a bug: one line saying what to fix, no traceback.
         log.error("%s: %s", type(err).__name__, err)
         sys.exit(2)
+    except LLMServerError as err:
+        # The server went away or is too slow; the finished iterations are checkpointed.
+        log.error(
+            "%s: %s. The run so far is saved: check the server (or raise llm.timeout_s), "
+            "then continue with resume=%s",
+            type(err).__name__,
+            err,
+            run_dir,
+        )
+        sys.exit(3)
 
 
 if __name__ == "__main__":

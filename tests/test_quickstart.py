@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,33 @@ def test_a_bad_config_value_stops_with_one_clear_line(tmp_path):
     assert result.returncode == 2
     assert "search.budget must be > 0" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_an_unreachable_llm_server_stops_with_one_line_and_keeps_the_run(tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.run",
+            "llm=openai",
+            f"llm.base_url=http://127.0.0.1:{port}/v1",
+            "llm.max_retries=0",
+            "search.budget=3",
+            "benchmark.epochs=1",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 3, output[-2000:]
+    assert "Traceback" not in output
+    assert f"resume={tmp_path}" in output
+    # The seed network was evaluated before the first LLM call: it is on disk.
+    assert (tmp_path / "checkpoint.pkl").is_file() and (tmp_path / "summary.json").is_file()
