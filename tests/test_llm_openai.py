@@ -277,7 +277,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``llama_cpp.server`` on a free loopback port serving SmolLM2; yields its /v1 URL."""
     if importlib.util.find_spec("llama_cpp") is None:
@@ -344,7 +344,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def llmatic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llmatic.llm.serve`` on a free loopback port; yields its /v1 URL."""
     port = _free_port()

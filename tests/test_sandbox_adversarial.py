@@ -549,6 +549,7 @@ def sandbox(world: World) -> Iterator[Sandbox]:
     limits = SandboxLimits(
         wall_time_s=WALL_S, memory_mb=2048, num_threads=1, max_processes=64, max_file_mb=8
     )
+    _OTHERS.update(child.pid for child in psutil.Process().children(recursive=True))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SECRET_NAME, SECRET)  # in the parent's environment as the zygote starts
         box = Sandbox(limits=limits, preload=[TARGETS], temp_root=world.temp_root)
@@ -556,8 +557,14 @@ def sandbox(world: World) -> Iterator[Sandbox]:
         yield box
 
 
+#: Processes the test session had before this module's sandbox (servers of other modules'
+#: fixtures, say): not the sandbox's business.
+_OTHERS: set[int] = set()
+
+
 def descendants() -> set[int]:
-    return {child.pid for child in psutil.Process().children(recursive=True)}
+    """This test process's descendants, but those that predate the sandbox."""
+    return {child.pid for child in psutil.Process().children(recursive=True)} - _OTHERS
 
 
 def assert_unharmed(box: Sandbox, world: World, zygote: int, rss_before: int) -> None:
