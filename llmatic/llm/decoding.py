@@ -115,6 +115,7 @@ class _Batch:
         self.cache = DynamicCache()
         self.mask = torch.zeros(0, 0, dtype=torch.long, device=device)
         self.length = torch.zeros(0, dtype=torch.long, device=device)  # real tokens per row
+        self.cache_argument = _cache_argument(model)  # looked up once, not per forward pass
 
     def extend(self, pieces: Sequence[Sequence[int]], *, left_pad: bool) -> torch.Tensor:
         """Appends one piece of tokens per row; returns the logits after each row's last.
@@ -145,7 +146,7 @@ class _Batch:
             position_ids=positions,
             use_cache=True,
             logits_to_keep=1,
-            **{_cache_argument(self.model): self.cache},
+            **{self.cache_argument: self.cache},
         )
         return out.logits[:, -1, :].float().cpu()
 
@@ -254,9 +255,8 @@ def sample(
                 pieces = [pieces[slot] for slot in keep]
             logits = shared.extend(pieces, left_pad=True)
     for row in rows:
-        row.text = decode(row.generated)
-        if row.generated and row.generated[-1] in eos_ids:
-            row.text = decode(row.generated[:-1])
+        ended = bool(row.generated) and row.generated[-1] in eos_ids
+        row.text = decode(row.generated[:-1] if ended else row.generated)
 
 
 def _cache_argument(model: torch.nn.Module) -> str:
