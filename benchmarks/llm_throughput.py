@@ -15,12 +15,14 @@ Same prompts (mutations of 4 parent cells under the 6 configured instructions), 
     llama_cpp``, needs ``llama-cpp-python[server]``).
 
 For each: candidates per minute, generated tokens per second, and for (b) and (b') the
-model's arithmetic rate against this CPU's measured fp32 matmul rate (how close the
-backend gets to the compute limit). Figures go to ``benchmarks/results/llm_throughput.
-{json,md}``.
+model's arithmetic rate against this CPU's measured matmul rate in the same dtype (how
+close the backend gets to the compute limit). (a) runs in float32, as the reference does;
+(b) and (b') in ``--dtype`` (``auto``: what the search uses, see ``docs/llm.md``).
+Figures go to ``benchmarks/results/llm_throughput.{json,md}``.
 
 Usage: ``python -m benchmarks.llm_throughput [--samples 64] [--reference-samples 6]
-[--threads N] [--server-url URL | --server llmatic|llama_cpp] [--server-only]``
+[--threads N] [--dtype auto|float32|bfloat16] [--server-url URL | --server
+llmatic|llama_cpp] [--server-only]``
 """
 
 from __future__ import annotations
@@ -68,10 +70,10 @@ def requests_for(prompter, count: int) -> list:
     ]
 
 
-def matmul_gflops(threads: int) -> float:
-    """This CPU's fp32 matmul rate (GFLOP/s) at ``threads`` threads: the compute limit."""
+def matmul_gflops(threads: int, dtype: torch.dtype = torch.float32) -> float:
+    """This CPU's matmul rate (GFLOP/s) in ``dtype`` at ``threads`` threads: the limit."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
     for _ in range(3):
         a @ b
     start, reps = time.perf_counter(), 20
@@ -229,13 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--server-model", default="smollm2-135m")
     parser.add_argument(
+        "--dtype", default="auto", help="of (b), (b') and the peak: auto, float32, bfloat16"
+    )
+    parser.add_argument(
         "--server-only", action="store_true", help="re-measure (c) only, into the last results"
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from llmatic.llm.models import EMBEDDED_MODEL
-    from llmatic.llm.transformers_backend import TransformersLLM
+    from llmatic.llm.transformers_backend import TransformersLLM, resolve_dtype
     from llmatic.nb201.prompts import STOP, CellPrompter
 
     prompts = yaml.safe_load((ROOT / "conf" / "prompts" / "nb201_cell.yaml").read_text())
@@ -250,15 +255,17 @@ def main(argv: list[str] | None = None) -> int:
         _measure_server(results, args, requests, stop)
         _write(results)
         return 0
-    peak = matmul_gflops(args.threads)
+    dtype = resolve_dtype(args.dtype, "cpu")
+    peak = matmul_gflops(args.threads, dtype)
     results: dict = {
+        "dtype": str(dtype).removeprefix("torch."),
         "threads": args.threads,
         "cpus": os.cpu_count(),
         "matmul_gflops": peak,
         "model": EMBEDDED_MODEL,
     }
     common = dict(stop=stop, seed=0, num_threads=args.threads, batch_size=32)
-    llm = TransformersLLM(max_new_tokens=150, **common)
+    llm = TransformersLLM(max_new_tokens=150, dtype=args.dtype, **common)
     # Weights a token's forward pass multiplies by: all but the input embedding (a lookup;
     # SmolLM2 ties it to the LM head, which runs for one position per row and step only).
     embedding = llm.model.get_input_embeddings().weight
@@ -317,7 +324,8 @@ def _write(results: dict) -> None:
 
 def _table(results: dict) -> str:
     lines = [
-        f"SmolLM2-135M, {results['threads']} threads, fp32 matmul peak "
+        f"SmolLM2-135M in {results.get('dtype', 'float32')} for (b) and (b'), "
+        f"{results['threads']} threads, matmul peak in that dtype "
         f"{results['matmul_gflops']:.0f} GFLOP/s.",
         "",
         "| way | samples | candidates/min | tokens/s | x (a) per candidate | "

@@ -170,3 +170,55 @@ def test_siblings_in_a_batch_steer_apart():
     assert all(not option.startswith("none") for option in second.continuations(prefix))
     # ... while the first row, already written, stays valid and completes.
     assert first.continuations(prefix + 'none"](C)\n') == []
+
+
+def test_a_row_is_recorded_as_soon_as_the_trust_region_decides_its_arch():
+    """Two changes made by the second edge leave one completion: siblings sampled in the
+    same step must see that arch at once, not when the row writes its last edge."""
+    reference = _edge_ops(arch_to_code(PARENT))
+    proposed: set[str] = set()
+    first, second = (
+        EdgeLinesConstraint(
+            reference=reference, min_changes=1, max_changes=1, avoid=proposed, record=proposed
+        )
+        for _ in range(2)
+    )
+    assert first.continuations("none") is not None  # edge 0 changed: the rest is forced
+    decided = format_arch({**parse_arch(PARENT), EDGES[0]: "none"})
+    assert proposed == {decided}
+    # The sibling, still at the first edge, is steered off the decided arch.
+    assert "none" not in [option.split('"')[0] for option in second.continuations("")]
+    # An undecided prefix records nothing.
+    third = EdgeLinesConstraint(
+        reference=reference, min_changes=1, max_changes=2, avoid=proposed, record=proposed
+    )
+    third.continuations("avg_pool_3x3")
+    assert proposed == {decided}
+
+
+def test_siblings_do_not_crowd_into_a_subtree_with_too_few_new_archs():
+    """A row that has committed to a first edge claims that subtree; a sibling is steered
+    elsewhere when the subtree has no new arch left for it besides the claimed one."""
+    allowed = [["none", "skip_connect"]] + [["none"]] * 4 + [["nor_conv_1x1", "nor_conv_3x3"]]
+
+    def arch(first: str, last: str) -> str:
+        return format_arch(
+            dict(zip(EDGES, [first, "none", "none", "none", "none", last], strict=True))
+        )
+
+    proposed = {arch("none", "nor_conv_1x1")}  # "none" first leaves one new arch
+    claims: dict = {}
+
+    def row() -> EdgeLinesConstraint:
+        return EdgeLinesConstraint(allowed=allowed, avoid=proposed, record=proposed, claims=claims)
+
+    first, second = row(), row()
+    assert [o.split('"')[0] for o in second.continuations("")] == ["none", "skip_connect"]
+    first.continuations("none")
+    assert claims[first] == ["none"]
+    assert [o.split('"')[0] for o in second.continuations("")] == ["skip_connect"]
+    # Once the first row's arch is decided its claim is gone, and the sibling may enter a
+    # subtree that still has room.
+    ops = ["none", "none", "none", "none", "none", "nor_conv_3x3"]
+    assert first.continuations("".join(o + f for o, f in zip(ops, first.fixed, strict=True))) == []
+    assert first not in claims and arch("none", "nor_conv_3x3") in proposed

@@ -12,12 +12,14 @@ import time
 import pytest
 import torch
 
-from llmatic.llm import models
+from llmatic.llm import models, transformers_backend
 from llmatic.llm.base import Generation, GenerationRequest
 from llmatic.llm.models import EMBEDDED_MODEL, ModelNotFoundError, resolve_model
 from llmatic.llm.transformers_backend import (
     TransformersLLM,
     cut_at_stop,
+    load_model,
+    resolve_dtype,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -71,6 +73,28 @@ def test_missing_embedded_package_is_a_clear_error(monkeypatch, tmp_path):
 def test_cuda_without_cuda_is_value_error():
     with pytest.raises(ValueError, match="CUDA is not available"):
         TransformersLLM(device="cuda")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bfloat16_on_cuda_and_on_cpus_with_native_bf16(monkeypatch, native):
+    monkeypatch.setattr(transformers_backend, "cpu_has_native_bf16", lambda: native)
+    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if native else torch.float32)
+    assert resolve_dtype("auto", "cuda") == torch.bfloat16
+    assert resolve_dtype("float32", "cpu") == torch.float32  # an explicit choice wins
+
+
+@pytest.mark.parametrize("before", [None, "0"])
+def test_grouped_query_attention_switch_is_set_only_while_sampling_on_cpu(monkeypatch, before):
+    name = "TRANSFORMERS_SDPA_FORCE_GQA"
+    if before is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, before)
+    with transformers_backend._grouped_query_sdpa("cpu"):
+        assert os.environ[name] == "1"
+    assert os.environ.get(name) == before
+    with transformers_backend._grouped_query_sdpa("cuda"):  # CUDA kernels want it off
+        assert os.environ.get(name) == before
 
 
 # --- the real model --------------------------------------------------------------------------
@@ -214,6 +238,27 @@ def test_num_threads_applies_only_while_generating(cache_dir, llm):
     )
     assert len(backend.generate([R("Hi", 1.0)] * 2)) == 2
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.slow
+def test_bfloat16_and_grouped_attention_keep_the_next_token_distribution(converted, llm):
+    """What auto picks on a bf16 CPU (bfloat16 weights, SDPA sharing key/value heads)
+    samples from nearly the distribution of float32 with copied heads."""
+    path, _ = converted
+    reference, tokenizer = load_model(path, device="cpu", dtype=torch.float32)
+    fast, _ = load_model(path, device="cpu", dtype=torch.bfloat16)
+    prompts = [
+        'class Cell(nn.Module):\n    def __init__(self, C):\n        self.edge_0_1 = OPS["',
+        "def add(a, b):\n    return",
+    ]
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            p = torch.softmax(reference(ids).logits[0, -1].float(), dim=-1)
+            with transformers_backend._grouped_query_sdpa("cpu"):
+                q = torch.softmax(fast(ids).logits[0, -1].float(), dim=-1)
+        total_variation = float((p - q).abs().sum()) / 2
+        assert total_variation < 0.08, (prompt, total_variation)
 
 
 @pytest.mark.slow

@@ -17,7 +17,8 @@ template, with the answer prefilled the same way, for instruct models).
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Container, Sequence
+import weakref
+from collections.abc import Callable, Container, MutableMapping, Sequence
 
 from llmatic.errors import CandidateError
 from llmatic.llm.base import Generation, GenerationRequest
@@ -62,8 +63,12 @@ class EdgeLinesConstraint:
             at every edge, the choices from which every completion is in ``avoid`` are
             removed, unless that leaves none. A live view is fine; it is read at every
             step.
-        record: A set to which the arch string is added as soon as the last operation is
-            decided (pass the set that ``avoid`` also covers to steer siblings apart).
+        record: A set to which the arch string is added as soon as it is decided: when
+            the edges written so far leave one completion (pass the set that ``avoid``
+            also covers to steer siblings apart).
+        claims: A mapping shared by siblings (a ``weakref.WeakKeyDictionary``) in which
+            each undecided row keeps the edges it has written: a row then avoids a choice
+            whose new completions are fewer than the siblings already committed to it.
     """
 
     def __init__(
@@ -75,9 +80,11 @@ class EdgeLinesConstraint:
         max_changes: int = len(EDGES),
         avoid: Container[str] = frozenset(),
         record: set[str] | None = None,
+        claims: MutableMapping[object, list[str]] | None = None,
     ) -> None:
         self.avoid = avoid
         self.record = record
+        self.claims = claims
         self.allowed = [list(a) for a in allowed] if allowed else [list(OP_NAMES)] * len(EDGES)
         self.reference = list(reference) if reference is not None else None
         if not 0 <= min_changes <= max_changes:
@@ -106,29 +113,77 @@ class EdgeLinesConstraint:
             elif self.min_changes - changes >= len(EDGES) - slot:  # must change from here on
                 options = [o for o in options if o != same]
         if steer and self.avoid:
-            new = [o for o in options if self._leads_to_new(slot, changes, [*chosen, o])]
-            options = new or options
+            new = [o for o in options if self._count_new(slot, changes, [*chosen, o], 1)]
+            # Among those, the choices with room for this row besides the siblings
+            # already inside: rows that enter a subtree together cannot all end new.
+            roomy = [o for o in new if self._has_room(slot, changes, [*chosen, o])]
+            options = roomy or new or options
         return options
 
-    def _leads_to_new(self, slot: int, changes: int, ops: list[str]) -> bool:
-        """Whether some completion of ``ops`` (edges up to ``slot``) is not in ``avoid``.
+    def _count_new(self, slot: int, changes: int, ops: list[str], limit: int) -> int:
+        """How many completions of ``ops`` (edges up to ``slot``) are not in ``avoid``,
+        counted up to ``limit``.
 
-        A depth-first search that stops at the first new arch: cheap while the trust
+        A depth-first search that stops at ``limit`` new archs: cheap while the trust
         region is mostly unexplored, and at most its size (265 archs for 2 changes of 6
         edges) when it is nearly exhausted.
         """
         if self.reference is not None and ops[slot] != self.reference[slot]:
             changes += 1
         if slot + 1 == len(EDGES):
-            return format_arch(dict(zip(EDGES, ops, strict=True))) not in self.avoid
-        return any(
-            self._leads_to_new(slot + 1, changes, [*ops, o])
-            for o in self._options(slot + 1, changes, ops, steer=False)
+            return int(format_arch(dict(zip(EDGES, ops, strict=True))) not in self.avoid)
+        found = 0
+        for o in self._options(slot + 1, changes, ops, steer=False):
+            found += self._count_new(slot + 1, changes, [*ops, o], limit - found)
+            if found >= limit:
+                break
+        return found
+
+    def _has_room(self, slot: int, changes: int, ops: list[str]) -> bool:
+        """Whether the new completions of ``ops`` outnumber the undecided siblings
+        (``claims``) whose edges written so far already start with ``ops``."""
+        if self.claims is None:
+            return True
+        inside = sum(
+            other is not self and len(prefix) >= len(ops) and prefix[: len(ops)] == ops
+            for other, prefix in list(self.claims.items())
         )
+        return inside == 0 or self._count_new(slot, changes, ops, inside + 1) > inside
+
+    def _claim(self, ops: list[str]) -> None:
+        """Notes how far this row has committed: ``ops``, its first edges.
+
+        Once they leave one completion the arch is decided and goes to ``record`` (two
+        changes made by the second edge, say, not only when the row writes its last
+        name), so that siblings sampled in the same step steer away before they commit
+        too; until then ``ops`` is this row's claim in ``claims``.
+        """
+        arch = self._decided(ops)
+        if arch is not None and self.record is not None:
+            self.record.add(arch)
+        if self.claims is not None:
+            if arch is None:
+                self.claims[self] = list(ops)
+            else:
+                self.claims.pop(self, None)
+
+    def _decided(self, ops: list[str]) -> str | None:
+        """The arch string if ``ops`` (the first edges) leave one completion, else None."""
+        ops = list(ops)
+        changes = sum(
+            self.reference is not None and op != self.reference[k] for k, op in enumerate(ops)
+        )
+        for slot in range(len(ops), len(EDGES)):
+            options = self._options(slot, changes, ops, steer=False)
+            if len(options) != 1:
+                return None
+            ops.append(options[0])
+            changes += self.reference is not None and options[0] != self.reference[slot]
+        return format_arch(dict(zip(EDGES, ops, strict=True)))
 
     def has_new(self) -> bool:
         """Whether some completion of the grammar is not in ``avoid``."""
-        return any(self._leads_to_new(0, 0, [o]) for o in self._options(0, 0, [], steer=False))
+        return any(self._count_new(0, 0, [o], 1) for o in self._options(0, 0, [], steer=False))
 
     def continuations(self, text: str) -> list[str] | None:
         pos, changes, ops = 0, 0, []
@@ -143,16 +198,12 @@ class EdgeLinesConstraint:
                 ]
                 if not partial:
                     return None
-                if slot + 1 == len(EDGES) and len(partial) == 1 and self.record is not None:
-                    # The arch is decided: siblings in this batch steer away from it now.
-                    self.record.add(format_arch(dict(zip(EDGES, [*ops, partial[0]], strict=True))))
+                self._claim([*ops, partial[0]] if len(partial) == 1 else ops)
                 # The rest of this name, its fixed text: enough lookahead for any token.
                 return [o[len(rest) :] + self.fixed[slot] for o in partial]
             pos += len(chosen)
             ops.append(chosen)
-            if slot + 1 == len(EDGES) and self.record is not None:
-                # Siblings still being sampled in this batch now steer away from it too.
-                self.record.add(format_arch(dict(zip(EDGES, ops, strict=True))))
+            self._claim(ops)
             if self.reference is not None and chosen != self.reference[slot]:
                 changes += 1
             rest = text[pos:]
@@ -219,6 +270,8 @@ class CellPrompter:
         # new samples (siblings in the same batch included) away from both.
         self.proposed: set[str] = set()
         self.avoid = _Union(avoid, self.proposed)
+        # The edges each undecided sample has written (weak: a sample cut short leaves none).
+        self.claims: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     @property
     def stop(self) -> tuple[str, ...]:
@@ -253,6 +306,7 @@ class CellPrompter:
                 max_changes=self.max_changes,
                 avoid=self.avoid,
                 record=self.proposed,
+                claims=self.claims,
             )
         # Each edge comes from one of the parents; the model chooses which.
         ops_a, ops_b = (_edge_ops(code) for code in codes)
@@ -260,6 +314,7 @@ class CellPrompter:
             allowed=[sorted({a, b}) for a, b in zip(ops_a, ops_b, strict=True)],
             avoid=self.avoid,
             record=self.proposed,
+            claims=self.claims,
         )
 
     def _request(
