@@ -9,7 +9,7 @@ lookup, and bookkeeping (archives, emitters, logs: the rest).
 Usage::
 
     python -m benchmarks.nb201_speed [--budget 2000] [--seed 0] [--table PATH] [-- OVERRIDES]
-    python -m benchmarks.nb201_speed --run-dir RUN_DIR   # a finished run (search-loop time)
+    python -m benchmarks.nb201_speed --run-dir RUN_DIR [RUN_DIR ...]  # finished runs
 
 Figures go to ``benchmarks/results/nb201_speed.{json,md}``; the run itself to
 ``runs/bench_nb201_speed/``. The NB201 table defaults to the shared test copy,
@@ -39,13 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     parser.add_argument(
-        "--run-dir", type=Path, help="read a finished NB201 run instead of starting one"
+        "--run-dir",
+        type=Path,
+        nargs="+",
+        help="read finished NB201 runs (search-loop time) instead of starting one",
     )
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for the run")
     args = parser.parse_args(argv)
     if args.run_dir is not None:
-        summary = json.loads((args.run_dir / "summary.json").read_text())
-        return report(summary, wall=summary["seconds"]["total"], budget=summary["budget"])
+        runs = []
+        for run_dir in args.run_dir:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            runs.append((run_dir.name, summary, summary["seconds"]["total"]))
+        return report(runs)
     run_dir = ROOT / "runs" / "bench_nb201_speed"
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [
@@ -68,17 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the run failed (exit {rc}); see {run_dir}/run.log", file=sys.stderr)
         return rc
     summary = json.loads((run_dir / "summary.json").read_text())
-    return report(summary, wall=wall, budget=args.budget)
+    return report([(run_dir.name, summary, wall)])
 
 
-def report(summary: dict, *, wall: float, budget: int) -> int:
-    """Writes the figures of one run's ``summary.json``; ``wall`` in seconds."""
+def figures(summary: dict, *, wall: float) -> dict:
+    """The speed figures of one run's ``summary.json``; ``wall`` in seconds."""
     seconds = summary["seconds"]
     loop = seconds["total"]
-    result = {
-        "command": " ".join(["python -m benchmarks.nb201_speed", *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "budget": budget,
+    return {
+        "budget": summary["budget"],
         "evaluations": summary["evaluations"],
         "candidates": summary["candidates"],
         "duplicates": summary["status_counts"].get("duplicate", 0),
@@ -96,25 +100,52 @@ def report(summary: dict, *, wall: float, budget: int) -> int:
         },
         "best_test_accuracy": summary["best"]["test_accuracy"],
     }
+
+
+def report(runs: list[tuple[str, dict, float]]) -> int:
+    """Writes the figures of ``(name, summary, wall seconds)`` runs, one row each, to
+    ``benchmarks/results/nb201_speed.{json,md}`` (with a mean row for several)."""
+    rows = [(name, figures(summary, wall=wall)) for name, summary, wall in runs]
+    result = {
+        "command": " ".join(["python -m benchmarks.nb201_speed", *sys.argv[1:]]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "runs": {name: row for name, row in rows},
+    }
+    if len(rows) > 1:
+        result["mean"] = _mean([row for _, row in rows])
+        rows.append(("mean", result["mean"]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "nb201_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    share = result["share"]
-    table = "\n".join(
-        [
-            "| budget | wall (min) | evals/min | candidates (dup) | LLM samples/min | "
-            "generation | isolation | lookup | bookkeeping |",
-            "|---|---|---|---|---|---|---|---|---|",
-            f"| {result['evaluations']} | {result['wall_minutes']:.1f} | "
-            f"{result['evaluations_per_minute']:.1f} | "
-            f"{result['candidates']} ({result['duplicates']}) | "
-            f"{result['llm_samples_per_minute']:.1f} | {share['generation']:.0%} | "
+    lines = [
+        "| run | evaluations | wall (min) | evals/min | candidates (dup) | LLM samples/min | "
+        "generation | isolation | lookup | bookkeeping |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows:
+        share = row["share"]
+        lines.append(
+            f"| {name} | {row['evaluations']:.0f} | {row['wall_minutes']:.1f} | "
+            f"{row['evaluations_per_minute']:.1f} | "
+            f"{row['candidates']:.0f} ({row['duplicates']:.0f}) | "
+            f"{row['llm_samples_per_minute']:.1f} | {share['generation']:.0%} | "
             f"{share['isolation']:.1%} | {share['table_lookup']:.1%} | "
-            f"{share['bookkeeping']:.1%} |",
-        ]
-    )
+            f"{share['bookkeeping']:.1%} |"
+        )
+    table = "\n".join(lines)
     (RESULTS / "nb201_speed.md").write_text(f"`{result['command']}`\n\n{table}\n")
     print(table)
     return 0
+
+
+def _mean(rows: list[dict]) -> dict:
+    """Field-wise mean of figure dicts (nested ``share`` included)."""
+    mean: dict = {}
+    for key, value in rows[0].items():
+        if isinstance(value, dict):
+            mean[key] = _mean([row[key] for row in rows])
+        elif isinstance(value, int | float):
+            mean[key] = sum(row[key] for row in rows) / len(rows)
+    return mean
 
 
 if __name__ == "__main__":

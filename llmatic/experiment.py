@@ -257,7 +257,7 @@ def build_llm(cfg: DictConfig) -> LLMBackend:
         )
     from llmatic.llm.transformers_backend import TransformersLLM
 
-    return TransformersLLM(
+    llm = TransformersLLM(
         model=cfg.llm.model,
         cache_dir=cfg.llm.cache_dir,
         device=cfg.llm.device,
@@ -269,6 +269,10 @@ def build_llm(cfg: DictConfig) -> LLMBackend:
         seed=cfg.seed,
         top_p=cfg.llm.top_p,
     )
+    # `auto` resolves per machine: the log says what this run sampled with.
+    dtype = str(llm.dtype).removeprefix("torch.")
+    log.info("llm: %s on %s in %s", cfg.llm.model, llm.device, dtype)
+    return llm
 
 
 def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:

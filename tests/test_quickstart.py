@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -59,7 +60,9 @@ def test_default_run_with_a_tiny_budget_writes_every_file(tmp_path):
     assert made and all(c["generation_tokens"] > 0 for c in made)
     # Constrained decoding: every sample of the embedded model is a valid cell.
     assert all(c["status"] != "failed" for c in made), [c["error"] for c in made]
-    assert "evals 4/4" in (run_dir / "run.log").read_text()
+    log = (run_dir / "run.log").read_text()
+    assert "evals 4/4" in log
+    assert re.search(r"llm: smollm2-135m on (cpu|cuda\S*) in (bfloat16|float32)", log)
 
 
 def test_a_bad_config_value_stops_with_one_clear_line(tmp_path):
