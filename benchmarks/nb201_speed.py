@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for run_dir in args.run_dir:
             summary = json.loads((run_dir / "summary.json").read_text())
-            runs.append((run_dir.name, summary, summary["seconds"]["total"]))
+            name = f"{run_dir.parent.name}/{run_dir.name}"
+            runs.append((name, summary, summary["seconds"]["total"]))
         return report(runs)
     run_dir = ROOT / "runs" / "bench_nb201_speed"
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -36,9 +36,10 @@ def test_nb201_speed_reports_one_row_per_finished_run_and_their_mean(tmp_path, m
         (tmp_path / name / "summary.json").write_text(json.dumps(_summary(evaluations, llm, dups)))
     assert nb201_speed.main(["--run-dir", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     result = json.loads((tmp_path / "nb201_speed.json").read_text())
-    assert result["runs"]["a"]["evaluations_per_minute"] == pytest.approx(200.0)
-    assert result["runs"]["b"]["share"]["generation"] == pytest.approx(0.8)
+    a, b = (f"{tmp_path.name}/{name}" for name in "ab")  # a run is named by dataset/seed
+    assert result["runs"][a]["evaluations_per_minute"] == pytest.approx(200.0)
+    assert result["runs"][b]["share"]["generation"] == pytest.approx(0.8)
     assert result["mean"]["evaluations_per_minute"] == pytest.approx(150.0)
     assert result["mean"]["share"]["generation"] == pytest.approx(0.85)
     table = (tmp_path / "nb201_speed.md").read_text().splitlines()
-    assert [line.split(" | ")[0] for line in table[-3:]] == ["| a", "| b", "| mean"]
+    assert [line.split(" | ")[0] for line in table[-3:]] == [f"| {a}", f"| {b}", "| mean"]
