@@ -14,8 +14,9 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from unittest import mock
 
 import torch
 import transformers
@@ -65,8 +66,7 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
-@contextlib.contextmanager
-def _grouped_query_sdpa(device: str) -> Iterator[None]:
+def _grouped_query_sdpa(device: str) -> contextlib.AbstractContextManager:
     """On CPU, lets transformers' SDPA attention share key/value heads (``enable_gqa``)
     instead of copying them per query head at every step, which cost ~20 % of sampling.
 
@@ -75,18 +75,8 @@ def _grouped_query_sdpa(device: str) -> Iterator[None]:
     transformers' own ``TRANSFORMERS_SDPA_FORCE_GQA``, set only while we sample.
     """
     if device != "cpu":
-        yield
-        return
-    name = "TRANSFORMERS_SDPA_FORCE_GQA"
-    before = os.environ.get(name)
-    os.environ[name] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
+        return contextlib.nullcontext()
+    return mock.patch.dict(os.environ, {"TRANSFORMERS_SDPA_FORCE_GQA": "1"})
 
 
 def load_model(
