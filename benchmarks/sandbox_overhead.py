@@ -123,7 +123,8 @@ def measure(calls: int = 200) -> dict[str, Any]:
         timings["tiny nn.Module, sandbox"] = _time_calls(
             _checked(box, f"{_MODULE}:build_tiny_net", net_payload), calls
         )
-    with Sandbox(limits=limits) as box:  # the target's module imported by every child
+    # The target's module imported by every child (its folder readable in the sandbox).
+    with Sandbox(limits=limits, read_paths=[Path(__file__).resolve().parent]) as box:
         timings["trivial, sandbox, not preloaded"] = _time_calls(
             _checked(box, f"{_MODULE}:echo", payload), max(20, calls // 4)
         )

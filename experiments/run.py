@@ -3,6 +3,13 @@
 Hydra composes ``conf/config.yaml`` (and ``conf/exp/NAME.yaml``); the run's files go to
 Hydra's output directory. ``-m seed=0,1,2`` sweeps. ``resume=RUN_DIR`` continues a killed
 run from its checkpoint, with the run's own config (Hydra's log then goes to RUN_DIR too).
+
+Exit status: 0 the run finished (or was finished already); 2 a config error, one line
+(``ConfigError``, ``ModelNotFoundError``, ``CheckpointError``); 3 the LLM server failed
+mid-run (``LLMServerError``; ``resume=RUN_DIR`` continues); 4 the setup is broken: the
+seed network failed, or the first candidates all failed the same way (``SearchAborted``,
+see ``llmatic/search/fail_fast.py``); 1 anything else (a bug: Hydra prints the traceback).
+Whatever stops it, the run's files so far stay in its directory.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from llmatic.checkpoint import CheckpointError
 from llmatic.experiment import ConfigError, resume_config, run_experiment
 from llmatic.llm.models import ModelNotFoundError
 from llmatic.llm.openai_backend import LLMServerError
+from llmatic.search.fail_fast import SearchAborted
 
 log = logging.getLogger("llmatic")
 
@@ -58,6 +66,16 @@ def main(cfg: DictConfig) -> None:
             run_dir,
         )
         sys.exit(3)
+    except SearchAborted as err:
+        # Every evaluation would fail the same way: stop now, not after the budget.
+        log.error(
+            "%s: %s. The run so far is in %s (candidates.jsonl, metrics.csv, checkpoint.pkl); "
+            "fix the setup and start a new run",
+            type(err).__name__,
+            err,
+            run_dir,
+        )
+        sys.exit(4)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,22 @@ FAILURE_KINDS: dict[str, str] = {
     "out_of_memory": "the sandboxed process ran out of its memory limit",
     "crashed": "the sandboxed process died (signal or abnormal exit)",
     "exception": "an unexpected exception in the sandboxed process",
+    "bad_result": "the sandboxed process sent back a value its target never returns "
+    "(malformed or forged by the candidate's code)",
 }
+
+#: Failure kinds that blame the machine or the setup rather than the candidate's code: the
+#: sandboxed process ran out of time or memory or died, or trusted code (the probe, the
+#: training loop, the benchmark) raised. One candidate may hit one by bad luck; every
+#: candidate hitting the same one means a limit, a data file or a device is wrong
+#: (:mod:`llmatic.search.fail_fast` stops such a run).
+ENVIRONMENT_KINDS: frozenset[str] = frozenset(
+    {"timeout", "out_of_memory", "crashed", "exception", "training_error"}
+)
+
+#: Failure kinds found by reading the completion, before any of its code runs: they say
+#: nothing about the sandbox or the benchmark.
+STATIC_KINDS: frozenset[str] = frozenset({"no_code", "syntax_error", "forbidden_code"})
 
 
 class CandidateError(Exception):

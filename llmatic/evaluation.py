@@ -17,6 +17,7 @@ from collections.abc import Container, Sequence
 from llmatic.benchmarks.base import Benchmark
 from llmatic.candidate import Candidate, CandidateStore
 from llmatic.errors import CandidateError
+from llmatic.nb201.inspect import check_inspect_result
 from llmatic.network_code import normalize_code
 from llmatic.sandbox import Sandbox, check_code
 
@@ -135,7 +136,9 @@ class CellEvaluator:
                 self._arch_of_code[key] = CandidateError("forbidden_code", reason)
                 return self._arch_of_code[key]
             result = self.sandbox.run(
-                "llmatic.nb201.inspect:inspect_cell", {"code": code, **self.probe}
+                "llmatic.nb201.inspect:inspect_cell",
+                {"code": code, **self.probe},
+                check=check_inspect_result,
             )
             self.inspect_seconds += result.seconds
             self._arch_of_code[key] = (

@@ -5,10 +5,14 @@ emitters, schedulers), runs :func:`llmatic.search.loop.run_search`, and always l
 run's files behind, also when the search stops with an error or Ctrl-C. It checkpoints
 the search (:mod:`llmatic.checkpoint`) and, with ``resume=True``, continues a run from
 its checkpoint; :func:`resume_config` checks a command line against the run's config.
+A run whose setup is broken (the seed network fails, or every evaluation fails the same
+way) stops with :class:`~llmatic.search.fail_fast.SearchAborted` (``fail_fast`` in the
+config; :func:`failure_hint` says what to do).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -37,12 +41,14 @@ from llmatic.emitters import (
     RegularizedEvolutionEmitter,
     TemperatureRule,
 )
+from llmatic.errors import ENVIRONMENT_KINDS
 from llmatic.evaluation import CellEvaluator
 from llmatic.llm.base import LLMBackend
 from llmatic.nb201.cell import arch_to_code, parse_arch
 from llmatic.nb201.prompts import CellPrompter
 from llmatic.recording import RunRecorder, summarize
 from llmatic.sandbox import Sandbox, SandboxLimits
+from llmatic.search.fail_fast import DEFAULT_AFTER, FailFast
 from llmatic.search.loop import IterationStats, run_search
 from llmatic.search.scheduler import EvaluatedOnlyScheduler
 
@@ -68,8 +74,26 @@ class ConfigError(ValueError):
     """A config value is wrong; the message says which and how to fix it."""
 
 
+def sandbox_limits(cfg: DictConfig) -> SandboxLimits:
+    """``SandboxLimits`` from the ``sandbox`` group (each key a field of it).
+
+    Raises:
+        ConfigError: An unknown key or a bad value, in one line.
+    """
+    settings = OmegaConf.to_container(cfg.sandbox, resolve=True)
+    known = {field.name for field in dataclasses.fields(SandboxLimits)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"sandbox.{unknown[0]} is unknown; use one of {sorted(known)}")
+    try:
+        return SandboxLimits(**settings)
+    except ValueError as err:
+        raise ConfigError(str(err).replace("SandboxLimits.", "sandbox.")) from None
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Checks what would otherwise fail late; raises ConfigError with one clear line."""
+    sandbox_limits(cfg)
     search = cfg.search
     if search.name not in SEARCHES:
         raise ConfigError(f"search={search.name!r} is unknown; use one of {list(SEARCHES)}")
@@ -93,6 +117,9 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"output.checkpoint_every must be >= 1, got {cfg.output.checkpoint_every}"
         )
+    after = (cfg.get("fail_fast") or {}).get("after", DEFAULT_AFTER)
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise ConfigError(f"fail_fast.after must be an integer >= 0 (0: off), got {after!r}")
     for name in ("width_to_depth_range", "log10_flops_range"):
         low, high = cfg.benchmark.archive[name]
         if not low < high:
@@ -143,6 +170,7 @@ def validate_config(cfg: DictConfig) -> None:
 RESUME_MAY_CHANGE = (
     "output",
     "sandbox",
+    "fail_fast",
     "benchmark.table",
     "llm.cache_dir",
     "llm.num_threads",
@@ -305,6 +333,49 @@ def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:
     raise AssertionError(bench.name)  # validate_config checked the name
 
 
+def build_fail_fast(cfg: DictConfig) -> FailFast | None:
+    """The configured :class:`FailFast` (None when both its rules are off).
+
+    A run's ``config.yaml`` from before ``fail_fast`` existed gets the defaults.
+    """
+    conf = cfg.get("fail_fast") or {}
+    seed, after = bool(conf.get("seed", True)), int(conf.get("after", DEFAULT_AFTER))
+    if not seed and after == 0:
+        return None
+    return FailFast(seed=seed, after=after, hint=lambda kind, seed: failure_hint(cfg, kind, seed))
+
+
+def failure_hint(cfg: DictConfig, kind: str, seed: bool) -> str:
+    """What to change when the setup fails with ``kind`` (``seed``: the seed failed)."""
+    sandbox, bench = cfg.sandbox, cfg.benchmark
+    if kind == "out_of_memory":
+        return (
+            f"sandbox.memory_mb={sandbox.memory_mb} is too small for one evaluation; raise it "
+            "(e.g. sandbox.memory_mb=8192)"
+        )
+    if kind == "timeout":
+        return (
+            f"sandbox.wall_time_s={sandbox.wall_time_s} is too short for one evaluation; raise it"
+        )
+    if kind == "training_error":
+        return (
+            f"training fails on benchmark={bench.name}: see the error in candidates.jsonl and "
+            f"check the benchmark's settings (benchmark.device={bench.get('device')})"
+        )
+    if kind in ENVIRONMENT_KINDS:
+        return (
+            "the sandbox or the benchmark is broken: see the error in candidates.jsonl and "
+            f"check the sandbox limits (sandbox.memory_mb={sandbox.memory_mb}, "
+            f"sandbox.wall_time_s={sandbox.wall_time_s}), benchmark.device="
+            f"{bench.get('device')} and the benchmark's data"
+        )
+    # Only the seed's failure stops a run for a kind that blames the code (FailFast).
+    return (
+        f"benchmark={bench.name} cannot map or score benchmark.seed_arch="
+        f"{bench.seed_arch}: check it and the benchmark's data"
+    )
+
+
 def build_phases(
     cfg: DictConfig,
     *,
@@ -421,6 +492,9 @@ def run_experiment(
     Raises:
         ConfigError: A config value is wrong.
         CheckpointError: ``resume`` and the checkpoint is missing or unusable.
+        SearchAborted: The setup is broken (the seed network failed, or every evaluation
+            failed the same way; see :class:`~llmatic.search.fail_fast.FailFast`). The
+            run's files are written as far as it got.
     """
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / CHECKPOINT_FILE
@@ -439,11 +513,7 @@ def run_experiment(
         checkpoint_path.unlink(missing_ok=True)  # a stale one from an earlier run here
     store = CandidateStore(path=recorder.run_dir / "candidates.jsonl")
     search, bench = cfg.search, cfg.benchmark
-    limits = SandboxLimits(
-        wall_time_s=cfg.sandbox.wall_time_s,
-        memory_mb=cfg.sandbox.memory_mb,
-        num_threads=cfg.sandbox.num_threads,
-    )
+    limits = sandbox_limits(cfg)
     if state is not None:
         network_archive = state.network_archive
     else:
@@ -504,6 +574,7 @@ def run_experiment(
                 on_iteration=after_iteration,
                 start_iteration=state.iteration if state else 0,
                 elapsed_seconds=state.metrics[-1].seconds if state and state.metrics else 0.0,
+                fail_fast=build_fail_fast(cfg),
             )
         finally:
             # Whatever happened, keep what was finished.

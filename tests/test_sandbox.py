@@ -70,16 +70,20 @@ def wait_gone(pids: list[int], timeout_s: float = 5.0) -> list[int]:
         time.sleep(0.05)
 
 
-def wait_for_pids(temp_root: Path, name: str, timeout_s: float = 10.0) -> list[int]:
-    """The pids a hanging call wrote to ``name`` in its working directory (the only place
-    it may write), read while the call runs: the directory goes when the call ends."""
+def wait_for_pids(box: Sandbox, name: str, timeout_s: float = 10.0) -> list[int]:
+    """The pids of a hanging call's processes, as this process sees them, once the call
+    has written ``name`` in its working directory (after starting them all).
+
+    The call may live in PID and mount namespaces of its own: the pids it sees are not
+    ours, and its working directory is reached through ``/proc/<pid>/cwd``.
+    """
     until = time.monotonic() + timeout_s
     while True:
-        for path in temp_root.glob(f"llmatic-sandbox-*/{name}"):
+        processes = psutil.Process(box.server_pid).children(recursive=True)
+        for process in processes:
             with contextlib.suppress(OSError):
-                text = path.read_text()
-                if text.endswith("]"):
-                    return json.loads(text)
+                if Path(f"/proc/{process.pid}/cwd/{name}").read_text().endswith("]"):
+                    return [process.pid for process in processes]
         assert time.monotonic() < until, "the child never wrote its pids"
         time.sleep(0.02)
 
@@ -119,8 +123,12 @@ def test_preloaded_module_is_imported_once_in_the_zygote(sandbox: Sandbox) -> No
     second = sandbox.run(f"{TARGETS}:echo", {"n": 2})
     assert first.value["payload"] == {"n": 1} and second.value["payload"] == {"n": 2}
     for result in (first, second):
-        assert result.value["loaded_in_pid"] == sandbox.server_pid == result.value["ppid"]
-    assert first.value["pid"] != second.value["pid"]  # a fresh child per call
+        assert result.value["loaded_in_pid"] == sandbox.server_pid
+        if sandbox.isolation.pid_namespace:  # the init of a namespace of its own
+            assert (result.value["pid"], result.value["ppid"]) == (1, 0)
+        else:
+            assert result.value["ppid"] == sandbox.server_pid
+            assert first.value["pid"] != second.value["pid"]  # a fresh child per call
 
 
 def test_candidate_error_kind_passes_through(sandbox: Sandbox) -> None:
@@ -146,7 +154,8 @@ def test_other_exceptions_become_one_line(sandbox: Sandbox, code: str, message: 
 
 def test_timeout_kills_the_whole_process_group(sandbox: Sandbox, temp_root: Path) -> None:
     thread, results = run_in_thread(sandbox, SPAWN_AND_HANG, pidfile="timeout-pids.json")
-    pids = wait_for_pids(temp_root, "timeout-pids.json")
+    pids = wait_for_pids(sandbox, "timeout-pids.json")
+    assert len(pids) >= 3
     thread.join(timeout=10.0)
     result = results[0]
     assert result.error_kind == "timeout" and "wall-clock" in result.error
@@ -244,7 +253,9 @@ def test_scrub_env_keeps_the_allow_list_only() -> None:
     assert scrub_env(env) == {"PATH": "/bin", "OMP_NUM_THREADS": "2"}
 
 
-def test_child_works_in_a_fresh_temp_dir_removed_afterwards(sandbox: Sandbox) -> None:
+def test_child_works_in_a_fresh_temp_dir_removed_afterwards(
+    sandbox: Sandbox, temp_root: Path
+) -> None:
     code = (
         "import os, tempfile\n"
         "entries = os.listdir('.')\n"
@@ -253,10 +264,13 @@ def test_child_works_in_a_fresh_temp_dir_removed_afterwards(sandbox: Sandbox) ->
     )
     first, second = run(sandbox, code), run(sandbox, code)
     for result in (first, second):
-        assert result.ok and result.value["entries"] == []
+        assert result.ok and result.value["entries"] == []  # the first call's file is gone
         assert result.value["tmp"] == result.value["cwd"] != os.getcwd()
-        assert not os.path.exists(result.value["cwd"])
-    assert first.value["cwd"] != second.value["cwd"]
+    if sandbox.isolation.mount_namespace:  # a tmpfs of its own, at the same place each time
+        assert first.value["cwd"] == second.value["cwd"] == "/call"
+    else:
+        assert first.value["cwd"] != second.value["cwd"]
+    assert not list(temp_root.glob("llmatic-sandbox-*"))  # nothing left on the host
 
 
 def test_concurrent_calls_run_in_parallel(sandbox: Sandbox) -> None:
@@ -317,6 +331,10 @@ def test_isolation_is_probed_and_holds(sandbox: Sandbox) -> None:
     code = """
 import os, resource, socket
 result = {'uid': os.getuid(), 'nproc': resource.getrlimit(resource.RLIMIT_NPROC)[0]}
+for line in open('/proc/self/cgroup'):
+    number, controllers, path = line.strip().split(':', 2)
+    if controllers == 'pids':
+        result['pids_max'] = open(f'/sys/fs/cgroup/pids{path}/pids.max').read().strip()
 try:
     socket.create_connection(('127.0.0.1', payload['port']), timeout=1)
     result['connected'] = True
@@ -329,7 +347,8 @@ except OSError:
     result['wrote'] = False
 """
     listener = socket.create_server(("127.0.0.1", 0))
-    outside = Path(tempfile.gettempdir()) / f"llmatic-outside-{os.getpid()}"
+    # World-writable on the host (not /tmp: in a private root that is the call's own).
+    outside = Path("/var/tmp") / f"llmatic-outside-{os.getpid()}"
     try:
         result = run(sandbox, code, port=listener.getsockname()[1], outside=str(outside))
     finally:
@@ -343,7 +362,9 @@ except OSError:
         assert not result.value["connected"]
     if isolation.landlock_abi:
         assert not result.value["wrote"] and not written
-    if isolation.nproc is not None:
+    if isolation.cgroup == 1:  # the call's own budget (v1 here; v2 reads the same way)
+        assert result.value["pids_max"] == str(sandbox.limits.resolved_max_processes())
+    elif isolation.nproc is not None:
         assert result.value["nproc"] != resource.RLIM_INFINITY
 
 
@@ -380,7 +401,8 @@ def test_close_kills_calls_in_flight_and_leaves_no_process(temp_root: Path) -> N
     box = Sandbox(limits=SandboxLimits(wall_time_s=30.0), preload=[TARGETS], temp_root=temp_root)
     zygote = box.server_pid
     thread, results = run_in_thread(box, SPAWN_AND_HANG, pidfile="close-pids.json")
-    pids = wait_for_pids(temp_root, "close-pids.json")
+    pids = wait_for_pids(box, "close-pids.json")
+    assert len(pids) >= 3
     box.close()
     box.close()  # idempotent
     thread.join(timeout=10.0)
@@ -392,3 +414,48 @@ def test_close_kills_calls_in_flight_and_leaves_no_process(temp_root: Path) -> N
     assert box.server_pid is None
     with pytest.raises(RuntimeError, match="closed"):
         box.run(f"{TARGETS}:echo", {})
+
+
+def test_memory_is_limited_per_call_not_per_process() -> None:
+    """Four processes of 600 MiB each stay under a 1.5 GiB RLIMIT_AS one by one, not
+    together: the call's cgroup ends it (where there is one)."""
+    code = """
+import os, time
+for _ in range(4):
+    if os.fork() == 0:
+        x = bytearray(600 * 2**20)
+        x[::4096] = b'1' * (600 * 256)
+        time.sleep(100)
+time.sleep(100)
+"""
+    limits = SandboxLimits(wall_time_s=20.0, memory_mb=1536, num_threads=1)
+    with Sandbox(limits=limits, preload=[TARGETS]) as box:
+        if not box.isolation.cgroup:
+            pytest.skip("no cgroup per call on this machine: memory is limited per process")
+        result = run(box, code)
+    assert result.error_kind == "out_of_memory" and "memory_mb=1536" in result.error
+    assert result.seconds < 20.0
+
+
+def test_a_fork_bomb_does_not_starve_a_concurrent_call(sandbox: Sandbox) -> None:
+    """Each call has its own process budget: a bomb in one leaves the other its forks."""
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    thread, results = run_in_thread(sandbox, bomb)
+    time.sleep(0.5)
+    forks = "import subprocess\nresult = {'codes': [subprocess.call(['true']) for _ in range(8)]}"
+    result = run(sandbox, forks)
+    thread.join(timeout=10.0)
+    assert result.ok and result.value == {"codes": [0] * 8}, result.error
+    assert results[0].error_kind == "timeout"
+
+
+def test_a_killed_server_leaves_no_process(temp_root: Path) -> None:
+    """The call's processes die with the zygote, even those that left its process group."""
+    box = Sandbox(limits=SandboxLimits(wall_time_s=30.0), preload=[TARGETS], temp_root=temp_root)
+    code = SPAWN_AND_HANG.replace("if forked == 0:\n", "if forked == 0:\n    os.setsid()\n")
+    thread, _ = run_in_thread(box, code, pidfile="killed-pids.json")
+    pids = wait_for_pids(box, "killed-pids.json")
+    os.kill(box.server_pid, signal.SIGKILL)
+    assert wait_gone(pids) == []
+    thread.join(timeout=40.0)
+    box.close()

@@ -32,6 +32,7 @@ import pytest
 from llmatic.errors import CandidateError
 from llmatic.evaluation import CellEvaluator
 from llmatic.nb201.cell import arch_to_code
+from llmatic.nb201.inspect import check_inspect_result
 from llmatic.sandbox import Sandbox, SandboxLimits, SandboxResult, check_code
 
 try:
@@ -105,6 +106,26 @@ def hostile(
 
 
 SPIN = "def spin():\n    while True:\n        pass\n"
+#: Writes a result envelope of its own to every descriptor and exits: a forged result.
+FORGE = """import json, os
+def forge(value):
+    data = json.dumps({'ok': True, 'value': value}).encode()
+    for fd in range(3, 64):
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass
+    os._exit(0)
+"""
+#: A str that equals anything and formats as a file's content.
+STR_SUBCLASS = """class Sly(str):
+    def __eq__(self, other):
+        return True
+    def __hash__(self):
+        return 0
+    def __format__(self, spec):
+        return open('@SECRET_FILE@').read()
+"""
 
 CASES = [
     hostile(
@@ -254,15 +275,15 @@ CASES = [
         "segfault-faulthandler",
         cell(top="import faulthandler\n", init="faulthandler._sigsegv()\n"),
         "forbidden_code",
-        {"crashed"},
-        "crash of the child only (SIGSEGV)",
+        {"crashed", "ok"},
+        "crash of the child only (SIGSEGV); ignored where the child is its PID namespace's init",
     ),
     hostile(
         "signal-alarm",
         cell(top="import signal\n", init="signal.alarm(1)\nwhile True:\n    pass\n"),
         "forbidden_code",
-        {"crashed"},
-        "crash of the child only (SIGALRM)",
+        {"crashed", "timeout"},
+        "crash of the child only (SIGALRM); ignored by a namespace's init, then wall clock",
     ),
     hostile(
         "write-home",
@@ -474,6 +495,262 @@ CASES = [
         {"build_error"},
         "not a pickle here; nothing else",
     ),
+    # --- The outside audit's classes (issue 10), as programs of our own. ---------------
+    # 1. Walking around the static check with allowed modules alone.
+    hostile(
+        "typing-sys-modules-os",
+        cell(
+            top="import typing\n",
+            init="typing.sys.modules['os'].system('touch @PROJECT@/pwned @REAL_PROJECT@')\n",
+        ),
+        "forbidden_code",
+        {"ok"},
+        "private root: nothing outside is visible (Landlock, seccomp behind it)",
+    ),
+    hostile(
+        "functional-torch-load",
+        cell(init="F.torch.load('@PROJECT@/marker.txt', weights_only=False)\n"),
+        "forbidden_code",
+        {"build_error"},
+        "private root: the file is not there",
+    ),
+    hostile(
+        "cuda-os-system",
+        cell(init="torch.cuda.os.system('touch @PROJECT@/pwned @REAL_PROJECT@')\n"),
+        "forbidden_code",
+        {"ok"},
+        "private root, Landlock",
+    ),
+    # 2. Forging the result envelope (the child owns the pipe).
+    hostile(
+        "forge-result-wrong-type",
+        cell(top=FORGE, init="forge({'arch': 12345})\n"),
+        "forbidden_code",
+        {"bad_result"},
+        "the parent's check of the target's result",
+    ),
+    hostile(
+        "forge-result-extra-keys",
+        cell(top=FORGE, init="forge({'arch': '@CONTROL@', 'evil': [1] * 1000})\n"),
+        "forbidden_code",
+        {"bad_result"},
+        "the parent's check of the target's result",
+    ),
+    hostile(
+        "forge-result-null",
+        cell(top=FORGE, init="forge(None)\n"),
+        "forbidden_code",
+        {"crashed"},
+        "the parent's envelope check",
+    ),
+    # 3. Values that carry data out.
+    hostile(
+        "exfiltrate-in-the-arch",
+        cell(
+            top=FORGE,
+            init="""
+            data = ''
+            for path in ('@SECRET_FILE@', '/etc/shadow', '/etc/hostname'):
+                try:
+                    data += open(path).read()
+                except OSError:
+                    pass
+            forge({'arch': '@CONTROL@' + data + 'x' * 4000})
+            """,
+        ),
+        "forbidden_code",
+        {"bad_result"},
+        "arch strings are parsed, capped at 128 characters and rebuilt",
+    ),
+    hostile(
+        "str-subclass-op-name",
+        cell(
+            top=STR_SUBCLASS,
+            forward="self.edge_0_1.op_name = Sly('nor_conv_3x3')\n",
+        ),
+        "forbidden_code",
+        {"out_of_space"},
+        "the mapping takes only exact str names of the space",
+    ),
+    # 4. Trees the cleanup must survive, and a disk budget per call.
+    hostile(
+        "deep-long-tree",
+        cell(
+            top="import os\n",
+            init="""
+            for _ in range(3000):
+                os.mkdir('d' * 250)
+                os.chdir('d' * 250)
+            """,
+        ),
+        "forbidden_code",
+        {"ok", "build_error"},
+        "the call's tmpfs vanishes with it; the zygote's removal needs no recursion",
+    ),
+    hostile(
+        "many-files",
+        cell(
+            top="import os\n",
+            init="""
+            n = 0
+            try:
+                while True:
+                    open(f'f{n}', 'w').close()
+                    n += 1
+            except OSError as err:
+                raise RuntimeError(f'made {n} files, then {err.strerror}')
+            """,
+        ),
+        "forbidden_code",
+        {"build_error", "timeout"},
+        "max_files inodes in the call's tmpfs (the wall clock without a private root)",
+    ),
+    hostile(
+        "fill-the-disk-in-many-files",
+        cell(
+            top="import os\n",
+            init="""
+            block, mib = b'x' * 2**20, 0
+            try:
+                for i in range(8):
+                    with open(f'part{i}', 'wb') as f:
+                        for _ in range(4):
+                            f.write(block)
+                            mib += 1
+            except OSError as err:
+                raise RuntimeError(f'wrote {mib} MiB, then {err.strerror}')
+            """,
+        ),
+        "forbidden_code",
+        {"build_error", "ok"},
+        "disk_mb: the call's tmpfs is full (the host's disk, per file, without a private root)",
+    ),
+    # 5. Reads outside what a network needs.
+    hostile(
+        "read-files",
+        cell(
+            top="import os\n",
+            init="""
+            read = []
+            for path in ('/etc/shadow', '@REAL_HOME_DIR@/.bashrc', '@REPO@/README.md',
+                         '@SECRET_FILE@', '/proc/@TEST_PID@/cmdline'):
+                try:
+                    open(path, 'rb').read(1)
+                    read.append(path)
+                except OSError:
+                    pass
+            try:
+                others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) > 64]
+            except OSError as err:
+                others = []  # not even listed
+            caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')]
+            raise RuntimeError(f'read={read} others={others[:3]} {caps[0].split()[1]}')
+            """,
+        ),
+        "forbidden_code",
+        {"build_error"},
+        "private root (only the interpreter, packages and the call's tmpfs), no capability",
+    ),
+    # 6. System V IPC that would outlive the call.
+    hostile(
+        "sysv-shared-memory",
+        cell(
+            top="import ctypes\n",
+            init="""
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.shmat.restype = ctypes.c_void_p
+            shm = libc.shmget(0, 32 * 2**20, 0o1666)  # IPC_PRIVATE, IPC_CREAT | 0666
+            if shm < 0:
+                raise RuntimeError(f'shmget refused: errno {ctypes.get_errno()}')
+            ctypes.memset(libc.shmat(shm, None, 0), 1, 32 * 2**20)
+            """,
+        ),
+        "forbidden_code",
+        {"build_error"},
+        "seccomp refuses System V IPC; an IPC namespace per call behind it",
+    ),
+    # 7. Unix sockets to listeners outside.
+    hostile(
+        "unix-socket-out",
+        cell(
+            top="import socket\n",
+            init="""
+            outcomes = []
+            for address in ('@UNIX_PATH@', '\\0@UNIX_ABSTRACT@'):
+                try:
+                    s = socket.socket(socket.AF_UNIX)
+                    s.connect(address)
+                    s.sendall(b'@SECRET_NAME@')
+                    outcomes.append('connected')
+                except OSError as err:
+                    outcomes.append(err.strerror)
+            raise RuntimeError(str(outcomes))
+            """,
+        ),
+        "forbidden_code",
+        {"build_error"},
+        "seccomp refuses AF_UNIX sockets; private root and network namespace behind it",
+    ),
+    # 8. Metadata of files outside the working directory.
+    hostile(
+        "metadata-outside",
+        cell(
+            top="import os\n",
+            init="""
+            outcomes = []
+            for change in (
+                lambda: os.utime('@OWNED@', (0, 0)),
+                lambda: os.chmod('@OWNED@', 0o777),
+                lambda: os.setxattr('@OWNED@', 'user.pwned', b'1'),
+                lambda: os.chown('@OWNED@', os.getuid(), os.getgid()),
+                lambda: os.utime('.', (0, 0)),
+            ):
+                try:
+                    change()
+                    outcomes.append('changed')
+                except OSError as err:
+                    outcomes.append(err.strerror)
+            raise RuntimeError(str(outcomes))
+            """,
+        ),
+        "forbidden_code",
+        {"build_error"},
+        "seccomp refuses metadata changes; the owned file is not in the private root",
+    ),
+    # Weaker points: memory across processes, user namespaces.
+    hostile(
+        "memory-across-processes",
+        cell(
+            top="import os, time\n",
+            init="""
+            for _ in range(4):
+                if os.fork() == 0:
+                    x = bytearray(700 * 2**20)
+                    x[::4096] = b'1' * (700 * 256)
+                    time.sleep(100)
+            time.sleep(100)
+            """,
+        ),
+        "forbidden_code",
+        {"out_of_memory", "timeout"},
+        "the call's memory cgroup (2 GiB for all its processes together; "
+        "test_memory_is_limited_per_call gives it the time to get there)",
+    ),
+    hostile(
+        "user-namespace",
+        cell(
+            top="import ctypes, os\n",
+            init="""
+            libc = ctypes.CDLL(None, use_errno=True)
+            outcomes = [libc.unshare(0x10000000), ctypes.get_errno()]
+            outcomes.append(os.system('unshare -U true 2>/dev/null'))
+            raise RuntimeError(str(outcomes))
+            """,
+        ),
+        "forbidden_code",
+        {"build_error"},
+        "seccomp refuses unshare and clone with namespace flags",
+    ),
 ]
 
 
@@ -488,6 +765,12 @@ class World:
     real_project: Path
     listener: socket.socket
     udp_listener: socket.socket
+    unix_listener: socket.socket
+    abstract_listener: socket.socket
+    secret_file: Path
+    owned: Path
+    owned_stat: tuple
+    ipc_before: dict[str, list[str]]
 
     def fill(self, code: str) -> str:
         script = self._replace(ESCAPE_SCRIPT)
@@ -504,9 +787,31 @@ class World:
             "@UDP_PORT@": self.udp_listener.getsockname()[1],
             "@TEST_PID@": os.getpid(),
             "@SECRET_NAME@": SECRET_NAME,
+            "@SECRET_FILE@": self.secret_file,
+            "@UNIX_PATH@": self.unix_listener.getsockname(),
+            "@UNIX_ABSTRACT@": self.abstract_listener.getsockname()[1:].decode(),
+            "@OWNED@": self.owned,
+            "@CONTROL@": CONTROL_ARCH,
+            "@REAL_HOME_DIR@": Path.home(),
+            "@REPO@": REPO,
         }.items():
             text = text.replace(key, str(value))
         return text
+
+
+def metadata(path: Path) -> tuple:
+    """What a call must not be able to change of a file: mode, owner, times, xattrs."""
+    info = path.stat()
+    return (info.st_mode, info.st_uid, info.st_gid, info.st_mtime_ns, os.listxattr(path))
+
+
+def sysv_ipc() -> dict[str, list[str]]:
+    """The machine's System V IPC objects (keys and ids), from /proc/sysvipc."""
+    objects = {}
+    for kind in ("shm", "msg", "sem"):
+        with open(f"/proc/sysvipc/{kind}") as file:
+            objects[kind] = [" ".join(line.split()[:2]) for line in file.readlines()[1:]]
+    return objects
 
 
 def world_writable_dir(parent: Path, name: str) -> Path:
@@ -530,6 +835,22 @@ def world() -> Iterator[World]:
     udp_listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp_listener.bind(("127.0.0.1", 0))
     udp_listener.settimeout(0.05)
+    unix_listener = socket.socket(socket.AF_UNIX)
+    unix_listener.bind(str(base / "listener.sock"))
+    (base / "listener.sock").chmod(0o777)  # anyone may connect: only the sandbox refuses
+    unix_listener.listen(8)
+    unix_listener.settimeout(0.05)
+    abstract_listener = socket.socket(socket.AF_UNIX)
+    abstract_listener.bind(f"\0llmatic-adversarial-{uuid.uuid4().hex}")
+    abstract_listener.listen(8)
+    abstract_listener.settimeout(0.05)
+    secret_file = base / "secret.txt"  # readable by anyone: only the sandbox hides it
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o644)
+    owned = base / "owned-by-the-sandbox-user.txt"  # what nobody could change by owning it
+    owned.write_text("keep my metadata")
+    os.chown(owned, 65534, 65534)
+    os.utime(owned, (1_000_000_000, 1_000_000_000))
     yield World(
         temp_root=temp_root,
         home=world_writable_dir(base, "home"),
@@ -538,16 +859,31 @@ def world() -> Iterator[World]:
         real_project=REPO / ESCAPE_NAME,
         listener=listener,
         udp_listener=udp_listener,
+        unix_listener=unix_listener,
+        abstract_listener=abstract_listener,
+        secret_file=secret_file,
+        owned=owned,
+        owned_stat=metadata(owned),
+        ipc_before=sysv_ipc(),
     )
-    listener.close()
-    udp_listener.close()
+    for open_socket in (listener, udp_listener, unix_listener, abstract_listener):
+        open_socket.close()
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
+@pytest.fixture(scope="module", params=["private-root", "host-root"])
+def sandbox(world: World, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """A sandbox with a private root per call, and one on the host's filesystem (the
+    fallback where the private root cannot be had), so that both plans face every case."""
     limits = SandboxLimits(
-        wall_time_s=WALL_S, memory_mb=2048, num_threads=1, max_processes=64, max_file_mb=8
+        wall_time_s=WALL_S,
+        memory_mb=2048,
+        num_threads=1,
+        max_processes=64,
+        max_file_mb=8,
+        disk_mb=16,
+        max_files=512,
+        private_root=request.param == "private-root",
     )
     _OTHERS.update(child.pid for child in psutil.Process().children(recursive=True))
     with pytest.MonkeyPatch.context() as patch:
@@ -583,6 +919,12 @@ def assert_unharmed(box: Sandbox, world: World, zygote: int, rss_before: int) ->
         world.listener.accept()
     with pytest.raises(TimeoutError):
         world.udp_listener.recv(16)
+    for unix in (world.unix_listener, world.abstract_listener):
+        with pytest.raises(TimeoutError):
+            unix.accept()
+    assert metadata(world.owned) == world.owned_stat
+    assert world.owned.read_text() == "keep my metadata"
+    assert sysv_ipc() == world.ipc_before, "a System V IPC object outlived the call"
     assert psutil.Process().memory_info().rss - rss_before < 200 * 2**20
     control = box.run(f"{TARGETS}:inspect_cell_unchecked", {"code": arch_to_code(CONTROL_ARCH)})
     assert control.ok and control.value == {"arch": CONTROL_ARCH}, control.error
@@ -621,127 +963,52 @@ def test_with_the_static_check_bypassed(case: Hostile, sandbox: Sandbox, world: 
     zygote, rss = sandbox.server_pid, psutil.Process().memory_info().rss
     code = world.fill(case.code)
     try:
-        result = sandbox.run(f"{TARGETS}:inspect_cell_unchecked", {"code": code})
+        result = sandbox.run(
+            f"{TARGETS}:inspect_cell_unchecked", {"code": code}, check=check_inspect_result
+        )
     finally:
         world.real_home.unlink(missing_ok=True)
         world.real_project.unlink(missing_ok=True)
     assert outcome(result) in case.bypassed, result.error
     assert result.seconds < WALL_S + 2.0
     assert SECRET not in (result.error or "") and SECRET not in str(result.value)
+    assert world.secret_file.read_text() not in str(result.value) + (result.error or "")
+    isolation = sandbox.isolation
     if case.id == "read-secrets":
-        assert "found=[]" in result.error and f"{os.getpid()}: Permission denied" in result.error
-    if case.id == "kill-parents":
-        assert "killed" not in result.error
+        assert "found=[]" in result.error
+        hidden = "No such file" if isolation.pid_namespace else "Permission denied"
+        assert f"{os.getpid()}: {hidden}" in result.error
+    if case.id == "kill-parents":  # pid 0 and its own group are the call itself
+        assert f"{os.getpid()}: killed" not in result.error
+    if case.id == "read-files":
+        assert "read=[]" in result.error
+        if isolation.pid_namespace:
+            assert "others=[]" in result.error
+        if not isolation.keeps_read_capability:
+            assert result.error.endswith("0000000000000000")  # no capability at all
+    if case.id in ("unix-socket-out", "metadata-outside", "user-namespace"):
+        assert "connected" not in result.error and "changed" not in result.error
+        assert "[-1, 1, " in result.error or case.id != "user-namespace"  # EPERM
+    if case.id == "many-files" and isolation.mount_namespace:
+        assert int(result.error.split("made ")[1].split()[0]) < sandbox.limits.max_files
+    if case.id == "fill-the-disk-in-many-files" and isolation.mount_namespace:
+        assert int(result.error.split("wrote ")[1].split()[0]) <= sandbox.limits.disk_mb
     if case.id == "fork-bomb-counted":
         forked = int(result.error.split("forked ")[1].split()[0])
         assert forked < sandbox.limits.max_processes
     assert_unharmed(sandbox, world, zygote, rss)
 
 
-# Ordinary network code that the static check must let through.
-ORDINARY = {
-    "nb201-cell": arch_to_code(ARCH),
-    "imports-and-helpers": '''
-        from __future__ import annotations
-        import math
-        from collections import OrderedDict
-        from functools import partial
-        from typing import Optional
-        import torch
-        import torch.nn as nn
-        import torch.nn.functional as F
-        from torch.nn import init
-
-        def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-            """A 3x3 convolution and its batch norm (docstrings may say __init__)."""
-            return nn.Sequential(OrderedDict(conv=nn.Conv2d(c_in, c_out, 3, stride, 1),
-                                             bn=nn.BatchNorm2d(c_out)))
-        ''',
-    "resnet-style": """
-        class Net(nn.Module):
-            def __init__(self, classes: int = 10, width: Optional[int] = None):
-                super(Net, self).__init__()
-                nn.Module.__init__(self)
-                self._layers = self._make_layer(3, width or 16)
-                for i in range(3):
-                    setattr(self, f"block_{i}", nn.ReLU())
-                    setattr(self, "conv%d" % i, nn.Identity())
-                    setattr(self, "bn{}".format(i), nn.Identity())
-                self.act = partial(F.leaky_relu, negative_slope=0.1)
-                self.head = torch.nn.Linear(16, classes)
-                init.kaiming_normal_(self.head.weight)
-                nn.utils.parametrizations.weight_norm(self.head)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-
-            def _make_layer(self, c_in, c_out):
-                return nn.Conv2d(c_in, c_out, 3, padding=1)
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                x = self.act(self._layers(x)) * math.sqrt(2.0)
-                for i in range(3):
-                    x = getattr(self, f"block_{i}")(x)
-                x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-                return self.head(x) if hasattr(self, "head") else x
-        """,
-}
+def filled(code: str) -> str:
+    """``code`` with each ``@PLACEHOLDER@`` as ``0``: enough for a check that runs nothing."""
+    return "".join("0" if i % 2 else part for i, part in enumerate(code.split("@")))
 
 
-@pytest.mark.parametrize("name", sorted(ORDINARY))
-def test_the_static_check_passes_ordinary_network_code(name: str) -> None:
-    assert check_code(textwrap.dedent(ORDINARY[name])) is None
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_the_static_check_stops_exactly_the_forbidden_cases(case: Hostile) -> None:
+    """Without a sandbox: the check rejects a case iff its real path ends as forbidden_code.
 
-
-@pytest.mark.parametrize(
-    ("snippet", "reason"),
-    [
-        ("import os", "imports os"),
-        ("import numpy as np", "imports numpy"),
-        ("import operator", "imports operator"),
-        ("from torch import *", "import *"),
-        ("from . import sibling", "relative import"),
-        ("from torch import hub", "imports torch.hub"),
-        ("from torch.utils import cpp_extension", "imports from torch.utils"),
-        ("x = open('f')", "uses open()"),
-        ("f = eval", "uses eval()"),
-        ("g = getattr", "getattr other than as a direct call"),
-        ("getattr(x, '__globals__')", "getattr() of __globals__"),
-        ("getattr(x, name)", "computed name"),
-        ("getattr(x, '_' + name)", "computed name"),
-        ("getattr(torch, f'lo{a}')", "on a module with a computed name"),
-        ("setattr(nn, 'Linear', None)", "setattr() on a module"),
-        ("x.__class__.__mro__", "accesses __"),
-        ("f = super().__init__", "accesses __init__"),
-        ("__builtins__['exec']", "uses the name __builtins__"),
-        ("'{0.__class__}'.format(x)", "spells the dunder name __class__"),
-        ("x._cdata", "private attribute _cdata"),
-        ("torch._C._get_tracing_state()", "private attribute _C"),
-        ("torch.ops.aten.add", "accesses torch.ops"),
-        ("torch.classes.load_library('x')", "accesses torch.classes"),
-        ("torch.load('w.pt')", "accesses torch.load"),
-        ("torch.save(x, 'w.pt')", "accesses torch.save"),
-        ("torch.hub.load('a', 'b')", "accesses torch.hub"),
-        ("torch.utils.cpp_extension.load_inline('x', '')", "accesses cpp_extension"),
-        ("torch.utils.data.DataLoader", "accesses torch.utils"),
-        ("torch.jit.script(f)", "accesses torch.jit"),
-        ("torch.compile(model)", "accesses compile"),
-        ("model.compile()", "accesses compile"),
-        ("torch.multiprocessing.Process", "accesses torch.multiprocessing"),
-        ("F.torch.os.system('x')", "torch.nn.functional.torch"),
-        ("t = torch", "uses the module torch as a value"),
-        ("torch.nn.Linear = None", "changes the module attribute torch.nn.Linear"),
-        ("del torch.add", "changes the module attribute torch.add"),
-        ("(x for x in ()).gi_frame.f_back", "accesses"),
-        ("x.untyped_storage().from_file('f')", "accesses from_file"),
-        ("import typing\ntyping.get_type_hints(f)", "line 2: accesses get_type_hints"),
-    ],
-)
-def test_the_static_check_rejects(snippet: str, reason: str) -> None:
-    found = check_code(snippet)
-    assert found is not None and reason in found, found
-
-
-def test_the_static_check_never_raises() -> None:
-    assert check_code("class Cell(nn.Module) oops") is None  # syntax_error when it runs
-    assert check_code("x = 1\0") is None
-    assert check_code("x = " + "-" * 200_000 + "1").startswith("line 1:")
+    tests/test_static_check.py tests the check itself, rule by rule.
+    """
+    reason = check_code(filled(case.code))
+    assert (reason is not None) == (case.checked == "forbidden_code"), reason

@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING
 
 from llmatic.benchmarks.base import ArchEvaluation
 from llmatic.errors import CandidateError
+from llmatic.sandbox import results
 
 if TYPE_CHECKING:
     from llmatic.sandbox import Sandbox
 
 INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 10
+#: What ``NetworkMeasures.as_dict`` holds.
+MEASURE_KEYS = ("flops", "depth", "width", "params", "width_to_depth", "log10_flops")
 
 
 class DigitsBenchmark:
@@ -67,7 +70,9 @@ class DigitsBenchmark:
     def evaluate(self, arch: str) -> ArchEvaluation:
         start = time.perf_counter()
         result = self.sandbox.run(
-            "llmatic.benchmarks.digits:train_arch", {"arch": arch, **self.settings}
+            "llmatic.benchmarks.digits:train_arch",
+            {"arch": arch, **self.settings},
+            check=check_train_result,
         )
         if not result.ok:
             raise CandidateError(result.error_kind or "exception", result.error or "")
@@ -78,6 +83,25 @@ class DigitsBenchmark:
             measures=value["measures"],
             seconds=time.perf_counter() - start,
         )
+
+
+def check_train_result(value: dict) -> dict:
+    """The parent's check of what :func:`train_arch` sent back (see ``Sandbox.run``).
+
+    Raises:
+        ValueError: A key is missing or unknown, or a number is not finite or out of range.
+    """
+    value = results.exact_keys(
+        value, ["val_accuracy", "test_accuracy", "train_loss", "train_seconds", "measures"]
+    )
+    measures = results.exact_keys(value["measures"], MEASURE_KEYS)
+    return {
+        "val_accuracy": results.number(value["val_accuracy"], low=0.0, high=100.0),
+        "test_accuracy": results.number(value["test_accuracy"], low=0.0, high=100.0),
+        "train_loss": results.number(value["train_loss"]),
+        "train_seconds": results.number(value["train_seconds"], low=0.0),
+        "measures": {key: results.number(measures[key]) for key in MEASURE_KEYS},
+    }
 
 
 def train_arch(payload: dict) -> dict:

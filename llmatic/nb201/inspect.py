@@ -9,10 +9,14 @@ import torch
 from torch import nn
 
 from llmatic.errors import CandidateError
-from llmatic.nb201.cell import CELL_CLASS_NAME
+from llmatic.nb201.cell import CELL_CLASS_NAME, format_arch, parse_arch
 from llmatic.nb201.mapping import cell_to_arch
 from llmatic.nb201.ops import OPS
 from llmatic.network_code import candidate_failure, instantiate
+from llmatic.sandbox import results
+
+#: Longest arch string of the space ("nor_conv_3x3~0" six times with separators: 89).
+MAX_ARCH_CHARS = 128
 
 #: What cell code may use without importing it.
 CELL_NAMESPACE = {"torch": torch, "nn": nn, "OPS": OPS}
@@ -45,3 +49,17 @@ def inspect_cell(payload: dict, *, static_check: bool = True) -> dict:
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise CandidateError("wrong_output_shape", f"cell maps {tuple(x.shape)} to {shape}")
     return {"arch": cell_to_arch(cell)}
+
+
+def check_inspect_result(value: dict) -> dict:
+    """The parent's check of what :func:`inspect_cell` sent back (see ``Sandbox.run``).
+
+    Returns ``{"arch": ...}`` rebuilt from the parsed edges, so that the string the search
+    keeps is one this process wrote.
+
+    Raises:
+        ValueError: The value is not ``{"arch": <an arch string of the space>}``.
+    """
+    value = results.exact_keys(value, ["arch"])
+    arch = results.text(value["arch"], max_chars=MAX_ARCH_CHARS)
+    return {"arch": format_arch(parse_arch(arch))}

@@ -39,7 +39,8 @@ class _OpLeafTracer(fx.Tracer):
     """Traces through everything except the NB201 operations (modules with ``op_name``)."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        if getattr(module, "op_name", None) in OP_NAMES:
+        name = getattr(module, "op_name", None)
+        if type(name) is str and name in OP_NAMES:  # exact str: no __eq__ of the candidate's
             return True
         return super().is_leaf_module(module, qualified_name)
 
@@ -111,8 +112,16 @@ def cell_to_arch(cell: nn.Module) -> str:
         want = _INPUT if source == 0 else next(iter(node_uses.get(source, {None})))
         if edge_input[(source, target)] != want:
             raise _out_of_space(f"edge {source}->{target} is not applied to node {source}")
-        ops[(source, target)] = getattr(cell, f"edge_{source}_{target}").op_name
+        ops[(source, target)] = _op_name(getattr(cell, f"edge_{source}_{target}"))
     return format_arch(ops)
+
+
+def _op_name(edge: nn.Module) -> str:
+    """The edge's operation as the space's own string (never the candidate's object)."""
+    name = getattr(edge, "op_name", None)
+    if type(name) is not str or name not in OP_NAMES:
+        raise _out_of_space(f"an edge's operation is not one of {list(OP_NAMES)}")
+    return OP_NAMES[OP_NAMES.index(name)]
 
 
 def _call_edge(
@@ -130,7 +139,8 @@ def _call_edge(
     if not source < target:
         raise _out_of_space(f"edge_{source}_{target} does not go forward (need i < j)")
     module = cell.get_submodule(str(node.target))
-    if getattr(module, "op_name", None) not in OP_NAMES:
+    name = getattr(module, "op_name", None)
+    if type(name) is not str or name not in OP_NAMES:
         raise _out_of_space(
             f"edge_{source}_{target} is a {type(module).__name__}, not an NB201 operation"
         )
@@ -139,7 +149,7 @@ def _call_edge(
     if (source, target) in edge_input:
         raise _out_of_space(f"edge_{source}_{target} is called more than once")
     edge_input[(source, target)] = values[node.args[0]]
-    if module.op_name == "none":
+    if name == "none":
         return frozenset()  # contributes zeros: the sum is as if the edge were absent
     return frozenset({(source, target)})
 

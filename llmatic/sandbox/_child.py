@@ -12,11 +12,11 @@ that execute generated network code run the static check first
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
 import json
 import os
 import resource
+import select
 import signal
 import sys
 import tempfile
@@ -24,15 +24,10 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from llmatic.errors import FAILURE_KINDS, CandidateError
-from llmatic.sandbox import _confine
+from llmatic.sandbox import _cgroup, _confine
 from llmatic.sandbox._protocol import one_line
+from llmatic.sandbox._syscalls import PR_SET_PDEATHSIG, prctl
 
-_PR_SET_PDEATHSIG = 1
-#: libc, loaded once in the zygote rather than in every child.
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-except OSError:
-    _LIBC = None
 #: Exit code of a child whose own set-up failed before it could report anything.
 SETUP_FAILED = 70
 #: Where all calls' children run as ``nobody`` without user namespaces, they share one
@@ -46,7 +41,7 @@ def main(
     result_fd: int,
     close_fds: Sequence[int],
     workdir: str,
-    zygote_pid: int,
+    lifeline_fd: int,
 ) -> NoReturn:
     """Runs one call in the freshly forked child and never returns.
 
@@ -57,8 +52,8 @@ def main(
         close_fds: The zygote's descriptors (control socket, wake-up pipe, status
             sockets), closed before untrusted code can get at them.
         workdir: The fresh empty directory the zygote made for this call.
-        zygote_pid: The zygote's pid, to notice if it died before we armed the
-            parent-death signal.
+        lifeline_fd: Read end of a pipe whose write end only the zygote holds: at
+            end-of-file the zygote died (perhaps before we armed the parent-death signal).
     """
     code = SETUP_FAILED
     try:
@@ -66,9 +61,10 @@ def main(
         _isolate(
             limits,
             plan=request.get("plan"),
+            cgroups=request.get("cgroups") or [],
             close_fds=close_fds,
             workdir=workdir,
-            zygote_pid=zygote_pid,
+            lifeline_fd=lifeline_fd,
         )
         envelope = _call(request["target"], request["payload"], limits)
         _send(result_fd, envelope, cap=limits["max_output_bytes"])
@@ -82,17 +78,20 @@ def _isolate(
     limits: dict[str, Any],
     *,
     plan: dict[str, Any] | None,
+    cgroups: list[str],
     close_fds: Sequence[int],
     workdir: str,
-    zygote_pid: int,
+    lifeline_fd: int,
 ) -> None:
     """Applies the limits, leaves the zygote's session, cuts all channels, confines itself.
 
-    Only the result pipe stays open. The order matters: the user namespace needs a
-    single-threaded process (so torch's threads come after it), and a change of user
-    clears the parent-death signal (so it is armed after).
+    Only the result pipe stays open. The order matters: the cgroups are joined first
+    (while still privileged, before anything forks), namespaces need a single-threaded
+    process (so torch's threads come after them), and a change of user clears the
+    parent-death signal (so it is armed after).
     """
     _set_rlimits(limits)
+    _cgroup.join(cgroups)
     # Its own process group (and session), so the zygote can kill it and everything it
     # starts with one killpg.
     os.setsid()
@@ -109,12 +108,14 @@ def _isolate(
         os.dup2(devnull, fd)
     os.close(devnull)
     os.chdir(workdir)
+    if plan is not None:
+        disk = {"disk_mb": limits["disk_mb"], "max_files": limits["max_files"]}
+        workdir = _confine.confine(workdir, plan, **disk)
+        os.chdir(workdir)
     for name in ("HOME", "TMPDIR"):
         os.environ[name] = workdir
     tempfile.tempdir = workdir
-    if plan is not None:
-        _confine.confine(workdir, plan)
-    _die_with_zygote(zygote_pid)
+    _die_with_zygote(lifeline_fd)
     count = _max_processes(limits, plan)
     if count is not None:
         resource.setrlimit(resource.RLIMIT_NPROC, (count, count))
@@ -148,6 +149,8 @@ def _set_rlimits(limits: dict[str, Any]) -> None:
 
 def _max_processes(limits: dict[str, Any], plan: dict[str, Any] | None) -> int | None:
     """The ``RLIMIT_NPROC`` to set: the asked-for one, or one fit for what it counts."""
+    if plan is not None and plan.get("cgroup"):
+        return None  # the call's pids cgroup counts its processes, and only them
     if limits["max_processes"] is not None:
         return int(limits["max_processes"])
     scope = None if plan is None else plan["nproc"]
@@ -158,13 +161,17 @@ def _max_processes(limits: dict[str, Any], plan: dict[str, Any] | None) -> int |
     return None  # root ignores it; a user's own count includes all they run
 
 
-def _die_with_zygote(zygote_pid: int) -> None:
-    """SIGKILL this child when the zygote dies, so a killed zygote leaves no runaway."""
-    try:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    except AttributeError:  # no libc, or no prctl: not Linux
-        return
-    if os.getppid() != zygote_pid:  # it died before prctl took effect
+def _die_with_zygote(lifeline_fd: int) -> None:
+    """SIGKILL this child when the zygote dies, so a killed zygote leaves no runaway.
+
+    In a PID namespace of its own the child is the namespace's init, and its death
+    takes every process of the call with it.
+    """
+    with contextlib.suppress(OSError):  # not Linux: nothing to arm
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    dead, _, _ = select.select([lifeline_fd], [], [], 0)
+    os.close(lifeline_fd)
+    if dead:  # the zygote died before prctl took effect
         os._exit(SETUP_FAILED)
 
 

@@ -1,102 +1,63 @@
-"""Confining a forked child: an unprivileged user, namespaces of its own, Landlock rules.
+"""Confining a forked child: namespaces, a private root, an unprivileged user, Landlock, seccomp.
 
 The zygote probes once at start-up, in a throwaway child, which steps the platform allows
 (:func:`probe`); every child then applies exactly those steps (:func:`confine`), and a
 planned step that fails in a child fails the call rather than run it half-confined.
 
-1. **An unprivileged user.** A zygote running as root switches each child to ``nobody``
-   (handing its working directory over first). Then the kernel's permission checks hold:
-   the child cannot write root's files, signal or trace the parent, read
-   ``/proc/<parent>/environ`` or raise its own rlimits, and ``RLIMIT_NPROC`` (which root
-   ignores) counts. If ``nobody`` cannot read the interpreter's files (Python installed
-   under ``/root``, say), the child keeps one capability, ``CAP_DAC_READ_SEARCH``:
-   it reads what root reads, and still writes, signals and forks as ``nobody``.
-2. **Namespaces.** Where ``nobody`` (or the ordinary user a zygote runs as) may create
-   one, each child gets its own user namespace and, in it, its own network namespace
-   (``unshare(CLONE_NEWUSER | CLONE_NEWNET)`` through libc: ``os.unshare`` is Python
-   3.12+). The kernel then counts ``RLIMIT_NPROC`` per user namespace, that is for this
-   one call, and the child holds no capability over anything outside. A child that keeps
-   ``CAP_DAC_READ_SEARCH`` cannot have a user namespace (it would lose the capability
-   outside it): it gets a network namespace made while still root, and its
-   ``RLIMIT_NPROC`` counts every process of ``nobody``. A new network namespace has only
-   a loopback interface, down: no connection reaches anything, the host's loopback
-   listeners included.
-3. **Landlock** (Linux 5.13+): writes of any kind (create, write, truncate, remove,
-   rename, link, device ioctls) only beneath the working directory, plus writing to
-   ``/dev/null``-like devices and to GPU device nodes; reads stay allowed. From ABI 4
-   every TCP bind and connect is refused as well (a second wall behind the network
-   namespace), from ABI 6 signals to processes outside the sandbox and connections to
-   abstract Unix sockets outside it. ``no_new_privs`` is set in any case (no setuid
-   program gives a child its privileges back).
+The full plan (a root zygote on Linux with namespaces, as on this project's machines):
 
-What is not confined: reading files (what the child's user, or root, may read; with no
-network the only way out is the result JSON), and disk space inside the working directory
-(``RLIMIT_FSIZE`` caps each file, the wall-clock limit the time spent writing).
+1. **A PID namespace per call** (made by the zygote around its ``fork``): the child is its
+   init, so when it dies the kernel kills every process of the call, whatever happens
+   to the zygote; and it sees no process outside.
+2. **Mount, IPC, UTS and network namespaces** (:mod:`llmatic.sandbox._mounts`): a private
+   root of read-only bind mounts holding only what a network needs, a fresh ``/proc``,
+   and a size-limited tmpfs as the working directory; System V IPC objects die with the
+   call; no network at all (the loopback inside is down; Unix sockets reach nothing).
+3. **An unprivileged user**: ``nobody``, with no capability (the private root makes the
+   interpreter reachable even where it lives under ``/root``).
+4. **Landlock** (:mod:`llmatic.sandbox._landlock`): reads beneath the bound trees only,
+   writes beneath the working directory only, no TCP, no signals or abstract sockets out.
+5. **seccomp** (:mod:`llmatic.sandbox._seccomp`): no namespaces, mounts, metadata
+   changes, Unix sockets, tracing, keyrings, bpf, io_uring.
+6. ``no_new_privs``, always.
+
+Where the private root cannot be had (not root, no namespaces), the fallback is the
+earlier plan: ``nobody`` (keeping ``CAP_DAC_READ_SEARCH`` only if it cannot read the
+interpreter otherwise) or a user namespace of its own, a network namespace, and
+Landlock and seccomp as above (Landlock's read rules then confine reads).
 """
 
 from __future__ import annotations
 
 import ctypes
-import errno
-import glob
 import os
 import pwd
 import sys
+import sysconfig
 from collections.abc import Callable
 from typing import Any
 
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
-_PR_SET_DUMPABLE = 4
-_PR_SET_KEEPCAPS = 8
-_PR_SET_NO_NEW_PRIVS = 38
+from llmatic.sandbox import _landlock, _mounts, _seccomp
+from llmatic.sandbox._syscalls import (
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWUSER,
+    CLONE_NEWUTS,
+    LIBC,
+    PR_SET_DUMPABLE,
+    PR_SET_KEEPCAPS,
+    PR_SET_NO_NEW_PRIVS,
+    check,
+    errno_text,
+    prctl,
+    unshare,
+)
+
 _CAP_DAC_READ_SEARCH = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
-# Landlock's system calls have the same numbers on every architecture but alpha.
-_SYS_LANDLOCK_CREATE_RULESET = 444
-_SYS_LANDLOCK_ADD_RULE = 445
-_SYS_LANDLOCK_RESTRICT_SELF = 446
-_LANDLOCK_CREATE_RULESET_VERSION = 1
-_LANDLOCK_RULE_PATH_BENEATH = 1
-# Filesystem access rights (ABI 1, then the ABI that added each later one).
-_FS_WRITE_FILE = 1 << 1
-_FS_REMOVE_DIR = 1 << 4
-_FS_REMOVE_FILE = 1 << 5
-_FS_MAKE_CHAR = 1 << 6
-_FS_MAKE_DIR = 1 << 7
-_FS_MAKE_REG = 1 << 8
-_FS_MAKE_SOCK = 1 << 9
-_FS_MAKE_FIFO = 1 << 10
-_FS_MAKE_BLOCK = 1 << 11
-_FS_MAKE_SYM = 1 << 12
-_FS_REFER = 1 << 13  # ABI 2
-_FS_TRUNCATE = 1 << 14  # ABI 3
-_FS_IOCTL_DEV = 1 << 15  # ABI 5
-_NET_BIND_TCP = 1 << 0  # ABI 4
-_NET_CONNECT_TCP = 1 << 1  # ABI 4
-_SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
-_SCOPE_SIGNAL = 1 << 1  # ABI 6
-#: Device files the child may write (and, from ABI 5, ioctl): sinks and GPUs.
-_WRITABLE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/nvidia*", "/dev/dri")
-
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-    _LIBC.syscall.restype = ctypes.c_long
-except (OSError, AttributeError):
-    _LIBC = None
-
-
-class _RulesetAttr(ctypes.Structure):
-    _fields_ = [
-        ("handled_access_fs", ctypes.c_uint64),
-        ("handled_access_net", ctypes.c_uint64),
-        ("scoped", ctypes.c_uint64),
-    ]
-
-
-class _PathBeneathAttr(ctypes.Structure):
-    _pack_ = 1
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+#: Small limits for the probe's own private root.
+_PROBE_DISK = {"disk_mb": 1, "max_files": 64}
 
 
 class _CapHeader(ctypes.Structure):
@@ -111,105 +72,170 @@ class _CapData(ctypes.Structure):
     ]
 
 
-def probe(workdir: str) -> dict[str, Any]:
+def readable_paths(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """What a child may read: the interpreter, its packages, loaded packages, ``extra``.
+
+    Call it in the zygote after the preload imports: the top-level package of every
+    loaded module that lives outside the interpreter's trees (the project's own package,
+    installed in development mode) is added, and so is a loaded single-file module.
+    """
+    trees = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
+        trees.add(sysconfig.get_paths()[name])
+    trees.update(path for path in sys.path if path and "site-packages" in path)
+    trees = {os.path.abspath(tree) for tree in trees if tree}
+    found = set(trees)
+    for name, module in list(sys.modules.items()):
+        for file in _module_files(module):
+            if not isinstance(file, str) or not os.path.isabs(file):
+                continue
+            if any(file.startswith(tree + os.sep) for tree in trees):
+                continue
+            depth = name.count(".") + (1 if os.path.basename(file) == "__init__.py" else 0)
+            top = file
+            for _ in range(depth):
+                top = os.path.dirname(top)
+            found.add(top)
+    found.update(os.path.abspath(path) for path in extra)
+    return sorted(found)
+
+
+def _module_files(module: object) -> list[str]:
+    """The module's file, or a namespace package's folders; odd modules give nothing."""
+    try:
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str):
+            return [file]
+        path = getattr(module, "__path__", None)
+        if isinstance(path, list | tuple) or type(path).__name__ == "_NamespacePath":
+            return [os.path.join(str(folder), "__init__.py") for folder in path]
+    except Exception:  # noqa: BLE001 - a lazy module's hook may raise anything
+        pass
+    return []
+
+
+def probe(workdir: str, *, pid_namespace: bool, readable: list[str]) -> dict[str, Any]:
     """Finds which steps work here, trying each in a forked process; the children's plan.
 
-    Run it in a throwaway process: it ends confined itself (the last check is that
-    :func:`confine` works as planned and that Landlock's rules hold).
+    Run it in a throwaway process (inside a fresh PID namespace when ``pid_namespace``):
+    it ends confined itself.
 
     Args:
         workdir: A fresh empty directory, made like a call's working directory.
+        pid_namespace: Whether the zygote can give each call its own PID namespace.
+        readable: What a child may read (:func:`readable_paths`).
 
     Returns:
-        ``{"user": [uid, gid] or None, "keep_read": bool, "user_namespace": bool,
-        "network_namespace": bool, "landlock_abi": int, "nproc": str or None,
-        "notes": [...]}``. ``nproc`` says what ``RLIMIT_NPROC`` counts: ``"call"`` the
-        call's own processes and threads, ``"nobody"`` all of ``nobody``'s, ``"user"``
-        all of the parent's user's, ``None`` nothing (root ignores it). ``notes`` says
-        why a step is not used.
+        The plan (see :func:`unconfined` for its keys). ``nproc`` says what
+        ``RLIMIT_NPROC`` counts: ``"call"``, ``"nobody"``, ``"user"`` or ``None``
+        (root ignores it); ``notes`` says why a step is not used.
     """
     notes: list[str] = []
-    user, keep_read = None, False
+    abi = _landlock.abi_version()
+    seccomp = _seccomp.supported()
+    if not seccomp:
+        notes.append(f"no seccomp table for {os.uname().machine}: system calls are not filtered")
+    user = None
     if os.geteuid() == 0:
         user = _nobody()
         if user is None:
             notes.append("no user 'nobody': children run as root")
-        else:
-            needed = [path for path in sys.path if path and os.path.isdir(path)]
-            os.chown(workdir, *user)
-            unreadable = _in_child(lambda: _check_usable(user, [*needed, workdir]))
-            if unreadable is not None:
-                keep_read = True
-                notes.append(
-                    f"'nobody' cannot use {unreadable}: children keep CAP_DAC_READ_SEARCH "
-                    "(they read what root reads) and get no user namespace, so RLIMIT_NPROC "
-                    "counts all of nobody's processes"
-                )
     else:
         notes.append("not started as root: children run as the parent's user")
-    user_namespace = False
-    if not keep_read:
+    plan = unconfined("")
+    plan.update(notes=notes, readable=readable, seccomp=seccomp, user=user)
+    if abi > 0:
+        error = _in_child(lambda: _landlock.verify(workdir, abi))
+        if error is None:
+            plan["landlock_abi"] = abi
+        else:
+            notes.append(f"Landlock ABI {abi} is present but unusable ({error})")
+    else:
+        notes.append("no Landlock in this kernel: file access is confined by the private root only")
+    if pid_namespace and user is not None:
+        full = {**plan, "pid_namespace": True, "mount_namespace": True, "network_namespace": True}
+        full["nproc"] = "nobody"
+        error = _in_child(lambda: _try(workdir, full))
+        if error is None:
+            return full
+        notes.append(f"no private root per call ({error}): falling back to the host's filesystem")
+    elif not pid_namespace:
+        notes.append(
+            "no PID namespace per call (or SandboxLimits.private_root=False): the host's "
+            "filesystem with Landlock rules, and the zygote kills what a call leaves behind"
+        )
+    return _fallback(workdir, plan)
+
+
+def _fallback(workdir: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan without a private root: a user, user and network namespaces, Landlock."""
+    notes, user = plan["notes"], plan["user"]
+    plan["landlock_reads"] = bool(plan["landlock_abi"])
+    if user is not None:
+        os.chown(workdir, *user)
+        unreadable = _in_child(lambda: _check_usable(user, [*plan["readable"], workdir]))
+        if unreadable is not None:
+            plan["keep_read"] = True
+            notes.append(
+                f"'nobody' cannot use {unreadable}: children keep CAP_DAC_READ_SEARCH "
+                "(Landlock confines their reads) and get no user namespace"
+            )
+    if not plan["keep_read"]:
         error = _in_child(lambda: _try_user_namespace(user))
-        user_namespace = error is None
+        plan["user_namespace"] = error is None
         if error is not None:
             notes.append(f"no user namespaces ({error})")
-    network_namespace = user_namespace or _in_child(lambda: _unshare(_CLONE_NEWNET)) is None
-    if not network_namespace:
+    plan["network_namespace"] = (
+        plan["user_namespace"] or _in_child(lambda: unshare(CLONE_NEWNET)) is None
+    )
+    if not plan["network_namespace"]:
         notes.append("no network namespaces: children share the host's network")
     unprivileged = user is not None or os.geteuid() != 0
-    if unprivileged and user_namespace:
-        nproc = "call"
+    if unprivileged and plan["user_namespace"]:
+        plan["nproc"] = "call"
     elif user is not None:
-        nproc = "nobody"
+        plan["nproc"] = "nobody"
     else:
-        nproc = "user" if unprivileged else None
-    plan = {
-        "user": user,
-        "keep_read": keep_read,
-        "user_namespace": user_namespace,
-        "network_namespace": network_namespace,
-        "landlock_abi": 0,
-        "nproc": nproc,
-        "notes": notes,
-    }
-    abi = landlock_abi()
-    if abi <= 0:
-        notes.append(
-            "no Landlock in this kernel: writes outside the working directory are stopped "
-            "only by file permissions"
-        )
-    try:
-        confine(workdir, plan)
-    except OSError as err:
-        return unconfined(f"confinement failed in the probe ({_errno_text(err)})")
-    if abi > 0:
-        try:
-            _verify_landlock(workdir, abi)
-            plan["landlock_abi"] = abi
-        except OSError as err:
-            notes.append(f"Landlock ABI {abi} is present but unusable ({_errno_text(err)})")
+        plan["nproc"] = "user" if unprivileged else None
+    error = _in_child(lambda: _try(workdir, plan))
+    if error is not None:
+        return {**unconfined(f"confinement failed in the probe ({error})"), "failed": error}
     return plan
 
 
-def confine(workdir: str, plan: dict[str, Any]) -> None:
-    """Applies the probed ``plan`` to this child.
+def confine(workdir: str, plan: dict[str, Any], *, disk_mb: int, max_files: int) -> str:
+    """Applies the probed ``plan`` to this child; the working directory it ends up in.
 
-    Call it single-threaded (a user namespace needs that), before any untrusted code,
-    once the working directory exists.
+    Call it single-threaded, before any untrusted code, once the working directory
+    exists and the child has joined its cgroups.
 
     Raises:
         OSError: A planned step failed.
     """
-    if plan["network_namespace"] and not plan["user_namespace"]:
-        _unshare(_CLONE_NEWNET)  # while still root, if root is what we are
+    if plan["mount_namespace"]:
+        unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET)
+        _mounts.build_root(
+            workdir, plan["readable"], disk_mb=disk_mb, max_files=max_files, owner=plan["user"]
+        )
+        workdir = _mounts.CALL_DIR
+    elif plan["network_namespace"] and not plan["user_namespace"]:
+        unshare(CLONE_NEWNET)  # while still root, if root is what we are
     if plan["user"] is not None:
-        os.chown(workdir, *plan["user"])
+        if not plan["mount_namespace"]:
+            os.chown(workdir, *plan["user"])
         _become(plan["user"], keep_read=plan["keep_read"])
     if plan["user_namespace"]:
-        _unshare(_CLONE_NEWUSER | _CLONE_NEWNET)
-    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+        unshare(CLONE_NEWUSER | CLONE_NEWNET)
+        _drop_capabilities()  # those it has over its own namespace: none is needed
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
     if plan["landlock_abi"]:
-        _restrict_writes(workdir, int(plan["landlock_abi"]))
+        readable = None
+        if plan["landlock_reads"] or plan["mount_namespace"]:
+            readable = [*_mounts.bind_list(plan["readable"]), *_proc_and_sys(plan)]
+        _landlock.restrict(workdir, int(plan["landlock_abi"]), readable=readable)
+    if plan["seccomp"]:
+        _seccomp.install()
+    return workdir
 
 
 def unconfined(note: str) -> dict[str, Any]:
@@ -218,25 +244,38 @@ def unconfined(note: str) -> dict[str, Any]:
         "user": None,
         "keep_read": False,
         "user_namespace": False,
+        "pid_namespace": False,
+        "mount_namespace": False,
         "network_namespace": False,
+        "readable": [],
         "landlock_abi": 0,
+        "landlock_reads": False,
+        "seccomp": False,
         "nproc": None,
-        "notes": [note],
+        "notes": [note] if note else [],
     }
 
 
-def landlock_abi() -> int:
-    """The kernel's Landlock ABI version; 0 or less when there is none."""
-    if _LIBC is None or not sys.platform.startswith("linux"):
-        return 0
-    return int(
-        _LIBC.syscall(
-            _SYS_LANDLOCK_CREATE_RULESET,
-            None,
-            ctypes.c_size_t(0),
-            ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION),
-        )
-    )
+def _proc_and_sys(plan: dict[str, Any]) -> list[str]:
+    """What of /proc and /sys a child may read: all of the call's own /proc, else its own."""
+    if plan["mount_namespace"]:
+        return ["/proc", "/sys"]
+    own = os.path.realpath("/proc/self")
+    return [own, "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu"]
+
+
+def _try(workdir: str, plan: dict[str, Any]) -> str | None:
+    """Confines this process by ``plan`` and checks it holds; why not, or None."""
+    existing = [path for path in plan["readable"] if os.path.exists(path)]
+    inside = confine(workdir, plan, **_PROBE_DISK)
+    for path in existing:
+        if not _usable(path):
+            return f"{path} is not readable when confined"
+    with open(os.path.join(inside, "probe"), "w") as file:
+        file.write("x")
+    if plan["mount_namespace"] and os.path.exists("/etc/shadow"):
+        return "the private root shows /etc/shadow"
+    return None
 
 
 def _nobody() -> list[int] | None:
@@ -251,7 +290,7 @@ def _become(user: list[int], *, keep_read: bool = False) -> None:
     """Switches to ``user`` (uid, gid) for good, keeping ``CAP_DAC_READ_SEARCH`` if asked."""
     uid, gid = user
     if keep_read:
-        _prctl(_PR_SET_KEEPCAPS, 1)
+        prctl(PR_SET_KEEPCAPS, 1)
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -259,42 +298,44 @@ def _become(user: list[int], *, keep_read: bool = False) -> None:
         header = _CapHeader(version=_LINUX_CAPABILITY_VERSION_3, pid=0)
         data = (_CapData * 2)()
         data[0].effective = data[0].permitted = 1 << _CAP_DAC_READ_SEARCH
-        _check(_LIBC.capset(ctypes.byref(header), data))
-        _prctl(_PR_SET_KEEPCAPS, 0)
+        check(LIBC.capset(ctypes.byref(header), data))
+        prctl(PR_SET_KEEPCAPS, 0)
     # A change of user makes the process undumpable, and /proc/self root's. The child
     # has nothing to hide from itself; other sandboxed children cannot trace it
-    # (Landlock forbids tracing across sandboxes), and the parent is root.
-    _prctl(_PR_SET_DUMPABLE, 1)
+    # (seccomp refuses ptrace), and the parent is root.
+    prctl(PR_SET_DUMPABLE, 1)
+
+
+def _drop_capabilities() -> None:
+    header = _CapHeader(version=_LINUX_CAPABILITY_VERSION_3, pid=0)
+    check(LIBC.capset(ctypes.byref(header), (_CapData * 2)()))
 
 
 def _check_usable(user: list[int], paths: list[str]) -> str | None:
     """The first of ``paths`` that ``user`` cannot read (and enter), after becoming it."""
+    paths = [path for path in paths if os.path.exists(path)]  # as root: all are visible
     _become(user)
     for path in paths:
-        if not os.access(path, os.R_OK | os.X_OK):
+        if not _usable(path):
             return path
     return None
+
+
+def _usable(path: str) -> bool:
+    """Whether this process can read ``path`` (and enter it, if a directory)."""
+    mode = os.R_OK | (os.X_OK if os.path.isdir(path) else 0)
+    # Effective ids and capabilities: a plain access() drops a kept CAP_DAC_READ_SEARCH.
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
 
 
 def _try_user_namespace(user: list[int] | None) -> None:
     if user is not None:
         _become(user)
-    _unshare(_CLONE_NEWUSER | _CLONE_NEWNET)
-
-
-def _unshare(flags: int) -> None:
-    if _LIBC is None:
-        raise OSError(errno.ENOSYS, "no libc")
-    if _LIBC.unshare(ctypes.c_int(flags)) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
+    unshare(CLONE_NEWUSER | CLONE_NEWNET)
 
 
 def _in_child(function: Callable[[], object]) -> str | None:
-    """Runs ``function`` in a forked process: its return value or error, as text.
-
-    ``None`` if it returned ``None``; otherwise what it returned, or the error it raised.
-    """
+    """Runs ``function`` in a forked process: ``None`` if it returned ``None``, else why not."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -304,7 +345,9 @@ def _in_child(function: Callable[[], object]) -> str | None:
                 value = function()
                 text = "" if value is None else str(value)
             except OSError as err:
-                text = _errno_text(err)
+                text = errno_text(err)
+            except Exception as err:  # a bug in a step must not pass for success
+                text = f"{type(err).__name__}: {err}"
             os.write(write_end, text.encode() or b"\0")
         finally:
             os._exit(0)
@@ -315,114 +358,3 @@ def _in_child(function: Callable[[], object]) -> str | None:
     if data == b"\0":
         return None
     return data.decode(errors="replace") or "the check died"
-
-
-def _restrict_writes(workdir: str, abi: int) -> None:
-    """Landlock: writes only beneath ``workdir`` and to a few devices; see the module doc."""
-    write_fs = (
-        _FS_WRITE_FILE
-        | _FS_REMOVE_DIR
-        | _FS_REMOVE_FILE
-        | _FS_MAKE_CHAR
-        | _FS_MAKE_DIR
-        | _FS_MAKE_REG
-        | _FS_MAKE_SOCK
-        | _FS_MAKE_FIFO
-        | _FS_MAKE_BLOCK
-        | _FS_MAKE_SYM
-    )
-    if abi >= 2:
-        write_fs |= _FS_REFER
-    if abi >= 3:
-        write_fs |= _FS_TRUNCATE
-    if abi >= 5:
-        write_fs |= _FS_IOCTL_DEV
-    attr = _RulesetAttr(handled_access_fs=write_fs)
-    size = ctypes.sizeof(ctypes.c_uint64)
-    if abi >= 4:
-        attr.handled_access_net = _NET_BIND_TCP | _NET_CONNECT_TCP
-        size = 2 * ctypes.sizeof(ctypes.c_uint64)
-    if abi >= 6:
-        attr.scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL
-        size = ctypes.sizeof(_RulesetAttr)
-    ruleset = _check(
-        _LIBC.syscall(
-            _SYS_LANDLOCK_CREATE_RULESET,
-            ctypes.byref(attr),
-            ctypes.c_size_t(size),
-            ctypes.c_uint32(0),
-        )
-    )
-    try:
-        _allow(ruleset, workdir, write_fs)
-        device_rights = write_fs & (_FS_WRITE_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV)
-        for pattern in _WRITABLE_DEVICES:
-            for path in glob.glob(pattern):
-                _allow(ruleset, path, device_rights)
-        _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-        _check(
-            _LIBC.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0))
-        )
-    finally:
-        os.close(ruleset)
-
-
-def _allow(ruleset: int, path: str, access: int) -> None:
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    try:
-        rule = _PathBeneathAttr(allowed_access=access, parent_fd=fd)
-        _check(
-            _LIBC.syscall(
-                _SYS_LANDLOCK_ADD_RULE,
-                ctypes.c_int(ruleset),
-                ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH),
-                ctypes.byref(rule),
-                ctypes.c_uint32(0),
-            )
-        )
-    finally:
-        os.close(fd)
-
-
-def _verify_landlock(workdir: str, abi: int) -> None:
-    """Restricts writes to a subdirectory of ``workdir`` and checks that it holds.
-
-    Raises:
-        OSError: A rule could not be installed, or a write next to the allowed
-            directory (which file permissions allow) was not refused.
-    """
-    inner = os.path.join(workdir, "inner")
-    os.mkdir(inner)
-    _restrict_writes(inner, abi)
-    os.close(os.open(os.path.join(inner, "probe"), os.O_WRONLY | os.O_CREAT, 0o600))
-    try:
-        os.close(os.open(os.path.join(workdir, "probe"), os.O_WRONLY | os.O_CREAT, 0o600))
-    except PermissionError:
-        return
-    raise OSError(errno.EPERM, "a write outside the allowed directory was not refused")
-
-
-def _prctl(option: int, value: int) -> None:
-    if _LIBC is None:
-        raise OSError(errno.ENOSYS, "no libc")
-    _check(
-        _LIBC.prctl(
-            ctypes.c_int(option),
-            ctypes.c_ulong(value),
-            ctypes.c_ulong(0),
-            ctypes.c_ulong(0),
-            ctypes.c_ulong(0),
-        )
-    )
-
-
-def _check(result: int) -> int:
-    if result < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-    return result
-
-
-def _errno_text(err: OSError) -> str:
-    name = errno.errorcode.get(err.errno or 0, "")
-    return f"{name}: {err.strerror}" if name else str(err)

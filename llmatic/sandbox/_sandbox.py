@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -58,7 +58,14 @@ class _Server:
         self.plan: dict[str, Any] | None = None
 
     @classmethod
-    def start(cls, preload: Sequence[str], temp_root: str | None) -> _Server:
+    def start(
+        cls,
+        preload: Sequence[str],
+        temp_root: str | None,
+        read_paths: Sequence[str],
+        private_root: bool,
+        confine: bool,
+    ) -> _Server:
         """Starts a zygote and waits until it has imported torch and ``preload``.
 
         Raises:
@@ -71,6 +78,9 @@ class _Server:
             "preload": list(preload),
             "sys_path": [path or os.getcwd() for path in sys.path],
             "temp_root": temp_root,
+            "read_paths": list(read_paths),
+            "private_root": private_root,
+            "confine": confine,
         }
         try:
             proc = subprocess.Popen(
@@ -96,6 +106,11 @@ class _Server:
             server.plan = reply["isolation"]
             return server
         server.stop()
+        if "confine_error" in reply:
+            raise RuntimeError(
+                f"{reply['confine_error']}; SandboxLimits(confine=False) (sandbox.confine=false) "
+                "runs untrusted code unconfined, for debugging only"
+            )
         if "error" in reply:
             raise ImportError(f"the sandbox server could not preload: {reply['error']}")
         raise RuntimeError(f"the sandbox server failed to start (exit code {proc.returncode})")
@@ -149,6 +164,10 @@ class Sandbox:
         temp_root: Directory in which each call's working directory is made (and
             removed); ``None`` for the system's temporary directory. A root zygote's
             children run as ``nobody``, which must be able to reach it.
+        read_paths: Files and directories a child may read besides the interpreter,
+            its packages and the packages the zygote has loaded (a data set a target
+            trains on, say). Nothing else of the filesystem is visible to a child where
+            it has a private root, or readable where Landlock confines reads.
 
     Raises:
         ImportError: A preload module cannot be imported.
@@ -161,10 +180,12 @@ class Sandbox:
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, safe to share
         preload: Sequence[str] = (),
         temp_root: str | os.PathLike[str] | None = None,
+        read_paths: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self._limits = limits
         self._preload = tuple(preload)
         self._temp_root = None if temp_root is None else os.fspath(temp_root)
+        self._read_paths = tuple(os.path.abspath(os.fspath(path)) for path in read_paths)
         self._lock = threading.Lock()
         self._closed = False
         self._server: _Server | None = None
@@ -194,16 +215,30 @@ class Sandbox:
         server = self._server
         return None if server is None else server.pid
 
-    def run(self, target: str, payload: dict) -> SandboxResult:
+    def run(
+        self,
+        target: str,
+        payload: dict,
+        *,
+        check: Callable[[dict], dict] | None = None,
+    ) -> SandboxResult:
         """Calls ``target(payload)`` in a fresh child and returns what happened.
 
         It never raises for anything the child does: failures come back as a result with
         ``error_kind`` set (see :data:`llmatic.errors.FAILURE_KINDS`).
 
+        What comes back is untrusted: the child runs the candidate's code, and that code
+        can write an envelope of its own. JSON gives exact built-in types; ``check``
+        then holds the value to what the target can return.
+
         Args:
             target: ``"package.module:function"``, a function of trusted code that takes
                 the payload and returns a JSON-serialisable dict.
             payload: The JSON-serialisable argument of the target.
+            check: Trusted code of the caller's that takes the child's value and returns
+                it rebuilt from parsed parts (exact types, bounded sizes, known keys), or
+                raises if the target could not have returned it. Anything it raises
+                becomes a ``bad_result`` failure; ``None`` accepts any JSON object.
 
         Returns:
             The outcome; ``seconds`` is the wall time of the whole call.
@@ -224,6 +259,8 @@ class Sandbox:
         # once: the call never started, so nobody can tell.
         outcome = self._attempt(request, start) or self._attempt(request, start)
         kind, value, error = outcome or ("crashed", None, "could not reach the sandbox server")
+        if kind is None and check is not None:
+            kind, value, error = _checked(value, check)
         return SandboxResult(
             ok=kind is None,
             value=value,
@@ -256,7 +293,13 @@ class Sandbox:
         if self._server is not None and not self._server.alive():
             self._discard(self._server)
         if self._server is None:
-            self._server = _Server.start(self._preload, self._temp_root)
+            self._server = _Server.start(
+                self._preload,
+                self._temp_root,
+                self._read_paths,
+                self._limits.private_root,
+                self._limits.confine,
+            )
             self._finalizer = weakref.finalize(self, self._server.stop)
             if self._limits.confine:
                 _warn_once(SandboxIsolation.from_plan(self._server.plan))
@@ -309,7 +352,10 @@ class Sandbox:
                     return None
         finally:
             reader.close()
-        return _judge(reader, self._limits)
+        try:
+            return _judge(reader, self._limits)
+        except Exception as err:  # noqa: BLE001 - nothing a call does may raise in the search
+            return "crashed", None, one_line(f"could not judge the call: {err!r}")
 
     def _forget(self, server: _Server) -> None:
         """Stops a zygote found dead (or wedged), so the next call starts a fresh one."""
@@ -418,6 +464,15 @@ def _judge(reader: _Reader, limits: SandboxLimits) -> _Outcome:
     status = int(report["status"])
     if report.get("shutdown"):
         return "crashed", None, "the sandbox was closed during the call"
+    if report.get("oom_killed"):
+        return (
+            "out_of_memory",
+            None,
+            (
+                f"the call's processes together went past memory_mb={limits.memory_mb} "
+                "(killed by the OOM killer of its cgroup)"
+            ),
+        )
     if report["timed_out"]:
         return "timeout", None, f"wall-clock limit of {limits.wall_time_s:g} s exceeded"
     if reader.overflow:
@@ -438,6 +493,21 @@ def _judge(reader: _Reader, limits: SandboxLimits) -> _Outcome:
     if not reader.data:
         return "crashed", None, "exited with code 0 without sending a result"
     return _unpack(bytes(reader.data))
+
+
+def _checked(value: dict | None, check: Callable[[dict], dict]) -> _Outcome:
+    """``check(value)`` as an outcome: whatever it raises is the child's fault."""
+    try:
+        checked = check(value)  # type: ignore[arg-type]
+        if not isinstance(checked, dict):
+            raise TypeError(f"the check returned {type(checked).__name__}")
+    except Exception as err:  # noqa: BLE001 - a forged value must never raise in the search
+        return (
+            "bad_result",
+            None,
+            one_line(f"the child sent a value its target never returns: {err}"),
+        )
+    return None, checked, None
 
 
 def _unpack(data: bytes) -> _Outcome:

@@ -34,8 +34,14 @@ class SandboxLimits:
             held in memory (0.6 GB as float32) yet turns a memory bomb into a
             ``MemoryError`` long before it can hurt the machine. CUDA reserves tens of GB
             of address space when it initialises, so set ``None`` for GPU work.
-        max_processes: ``RLIMIT_NPROC``. Linux counts every process *and thread* of the
-            child's user against it, and ignores it for root. A confined child runs as
+            Where the zygote can make a cgroup per call (:attr:`SandboxIsolation.cgroup`),
+            the same number also caps the *resident* memory of all the call's processes
+            together (and its tmpfs): past it the kernel's OOM killer ends the call, which
+            reports ``out_of_memory``.
+        max_processes: Processes and threads of one call. With a cgroup per call it is
+            the call's ``pids.max`` (the call alone is counted); otherwise it is
+            ``RLIMIT_NPROC``. Linux counts every process *and thread* of the
+            child's user against that, and ignores it for root. A confined child runs as
             ``nobody`` (when the zygote is root) and, where it can, in a user namespace of
             its own, where the kernel counts the call's processes alone
             (:attr:`SandboxIsolation.nproc`). ``None`` sets :meth:`resolved_max_processes`
@@ -49,6 +55,15 @@ class SandboxLimits:
             default (one thread per core).
         max_file_mb: ``RLIMIT_FSIZE`` in MiB: no file the child writes grows past it (the
             write fails with ``EFBIG``); ``None`` for no cap.
+        disk_mb: Size in MiB of the call's working directory where it is a tmpfs of its
+            own (a private root, :attr:`SandboxIsolation.mount_namespace`): all files
+            together, whatever their number. Its pages count as the call's memory.
+        max_files: Files and directories the call's working directory can hold there.
+        private_root: Where the platform allows it (a root zygote with namespaces), give
+            each call a private root: read-only binds of what it needs, its own
+            ``/proc`` and tmpfs, PID, IPC and mount namespaces. ``False`` keeps the
+            host's filesystem (reads confined by Landlock only); for debugging, or for a
+            target that needs paths a bind cannot give.
         confine: Confine each child (an unprivileged user, its own user and network
             namespaces, Landlock write rules; see :mod:`llmatic.sandbox._confine`) as far
             as the platform allows. Only for debugging: ``False`` runs untrusted code
@@ -65,6 +80,9 @@ class SandboxLimits:
     max_output_bytes: int = 1_000_000
     num_threads: int | None = None
     max_file_mb: int | None = 64
+    disk_mb: int = 256
+    max_files: int = 4096
+    private_root: bool = True
     confine: bool = True
 
     def __post_init__(self) -> None:
@@ -76,6 +94,8 @@ class SandboxLimits:
             "max_output_bytes": self.max_output_bytes,
             "num_threads": self.num_threads,
             "max_file_mb": self.max_file_mb,
+            "disk_mb": self.disk_mb,
+            "max_files": self.max_files,
         }
         for name, value in checks.items():
             if value is not None and not (isinstance(value, int | float) and value > 0):
@@ -109,6 +129,8 @@ class SandboxLimits:
             "max_output_bytes": int(self.max_output_bytes),
             "num_threads": self.num_threads,
             "max_file_mb": self.max_file_mb,
+            "disk_mb": int(self.disk_mb),
+            "max_files": int(self.max_files),
             "confine": bool(self.confine),
         }
 
@@ -146,9 +168,20 @@ class SandboxIsolation:
             (read everything root reads) because ``nobody`` cannot read the interpreter's
             files; they then get no user namespace.
         user_namespace: Each child has its own user namespace (no capability outside it).
+        pid_namespace: Each call has its own PID namespace: it sees no other process, and
+            all its processes die with it, whatever happens to the zygote.
+        mount_namespace: Each call has a private root (mount, IPC and UTS namespaces):
+            read-only binds of what a network needs, a fresh ``/proc``, a tmpfs of
+            ``disk_mb`` as its working directory; System V IPC objects die with it.
         network_namespace: Each child has its own network namespace: no network at all.
         landlock_abi: The Landlock ABI that confines the children's writes to their
-            working directory; 0 when Landlock is not used.
+            working directory (and, with ``landlock_reads`` or a private root, their
+            reads to what they need); 0 when Landlock is not used.
+        landlock_reads: Landlock confines reads (the fallback without a private root).
+        seccomp: A seccomp filter refuses namespaces, mounts, metadata changes, Unix
+            sockets, tracing, keyrings, bpf and io_uring.
+        cgroup: The cgroup version (1 or 2) of the per-call memory and pids budgets;
+            0 when there is none (limits are per process then).
         nproc: What ``RLIMIT_NPROC`` counts: ``"call"`` (the call's own processes and
             threads), ``"nobody"`` (all of ``nobody``'s), ``"user"`` (all of the user's)
             or ``None`` (nothing: the children are root, whom it does not bind).
@@ -158,8 +191,13 @@ class SandboxIsolation:
     unprivileged_user: bool
     keeps_read_capability: bool
     user_namespace: bool
+    pid_namespace: bool
+    mount_namespace: bool
     network_namespace: bool
     landlock_abi: int
+    landlock_reads: bool
+    seccomp: bool
+    cgroup: int
     nproc: str | None
     notes: tuple[str, ...]
 
@@ -168,13 +206,18 @@ class SandboxIsolation:
         """From the zygote's probe; ``None`` when confinement is turned off."""
         if plan is None:
             off = ("confinement is off (SandboxLimits.confine=False)",)
-            return cls(False, False, False, False, 0, None, off)
+            return cls(False, False, False, False, False, False, 0, False, False, 0, None, off)
         return cls(
             unprivileged_user=plan["user"] is not None,
             keeps_read_capability=bool(plan["keep_read"]),
             user_namespace=bool(plan["user_namespace"]),
+            pid_namespace=bool(plan["pid_namespace"]),
+            mount_namespace=bool(plan["mount_namespace"]),
             network_namespace=bool(plan["network_namespace"]),
             landlock_abi=int(plan["landlock_abi"]),
-            nproc=plan["nproc"],
+            landlock_reads=bool(plan["landlock_reads"]),
+            seccomp=bool(plan["seccomp"]),
+            cgroup=int(plan.get("cgroup", 0)),
+            nproc="call" if plan.get("cgroup") else plan["nproc"],
             notes=tuple(str(note) for note in plan["notes"]),
         )

@@ -24,14 +24,12 @@ left its call's process group (``setsid``) dies once its parent is gone.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
 import math
 import os
 import select
-import shutil
 import signal
 import socket
 import tempfile
@@ -40,9 +38,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmatic.sandbox import _child, _confine
+from llmatic.sandbox._cgroup import CgroupRoot
+from llmatic.sandbox._cleanup import remove_tree
 from llmatic.sandbox._protocol import one_line, recv_frame
+from llmatic.sandbox._syscalls import CLONE_NEWPID, PR_SET_CHILD_SUBREAPER, prctl, setns, unshare
 
-_PR_SET_CHILD_SUBREAPER = 36
+_MIB = 1024 * 1024
+#: How often the zygote looks for OOM kills in the calls' cgroups, in milliseconds.
+_OOM_CHECK_MS = 100
 #: How long the zygote waits for the parent to finish sending a request, in seconds.
 _REQUEST_TIMEOUT_S = 30.0
 
@@ -54,6 +57,8 @@ class _Call:
     status: socket.socket
     deadline: float
     workdir: str
+    name: str
+    cgroups: list[str]
     timed_out: bool = False
 
 
@@ -76,28 +81,89 @@ def main(config: dict[str, Any]) -> None:
         control.send(json.dumps({"error": one_line(f"{type(err).__name__}: {err}")}).encode())
         return
     temp_root = config.get("temp_root")
-    plan = _probe(temp_root)
+    readable = _confine.readable_paths(config.get("read_paths", []))
+    pid_namespace = _PidNamespace.open() if config.get("private_root", True) else None
+    plan = _probe(temp_root, pid_namespace, readable)
+    if config.get("confine", True) and plan.get("failed"):
+        # Fail closed: untrusted code never runs half-confined because a step broke here.
+        message = f"the sandbox cannot confine its children here: {plan['failed']}"
+        control.send(json.dumps({"confine_error": one_line(message)}).encode())
+        return
+    cgroup = None
+    if plan["user"] is not None or os.geteuid() != 0:  # confined at all
+        cgroup, note = CgroupRoot.detect(f"llmatic-{os.getpid()}")
+        if note is not None:
+            plan["notes"].append(
+                f"{note}: memory is limited per process (RLIMIT_AS) and processes by "
+                "RLIMIT_NPROC, not per call"
+            )
+    plan["cgroup"] = 0 if cgroup is None else cgroup.version
+    if not plan["pid_namespace"]:
+        pid_namespace = None
     gc.collect()
     gc.freeze()
     _become_subreaper()
-    _Zygote(control, plan=plan, temp_root=temp_root).serve()
+    _Zygote(
+        control, plan=plan, temp_root=temp_root, pid_namespace=pid_namespace, cgroup=cgroup
+    ).serve()
 
 
-def _probe(temp_root: str | None) -> dict[str, Any]:
+class _PidNamespace:
+    """Puts each forked child into a PID namespace of its own (it is its init).
+
+    ``unshare(CLONE_NEWPID)`` changes only where the zygote's *next* child goes; after
+    the fork the zygote points that back at its own namespace with ``setns``, so that
+    every call gets a fresh one.
+    """
+
+    def __init__(self, own: int) -> None:
+        self._own = own
+
+    @classmethod
+    def open(cls) -> _PidNamespace | None:
+        try:
+            own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        namespace = cls(own)
+        try:
+            namespace.enter()
+            namespace.leave()
+        except OSError:
+            os.close(own)
+            return None
+        return namespace
+
+    def enter(self) -> None:
+        unshare(CLONE_NEWPID)
+
+    def leave(self) -> None:
+        setns(self._own, CLONE_NEWPID)
+
+
+def _probe(
+    temp_root: str | None, pid_namespace: _PidNamespace | None, readable: list[str]
+) -> dict[str, Any]:
     """Runs :func:`llmatic.sandbox._confine.probe` in a throwaway child; its plan."""
     workdir = tempfile.mkdtemp(prefix="llmatic-sandbox-probe-", dir=temp_root)
     read_end, write_end = os.pipe()
     try:
+        if pid_namespace is not None:
+            pid_namespace.enter()
         pid = os.fork()
         if pid == 0:  # the probe child
             code = 1
             try:
                 os.close(read_end)
-                data = json.dumps(_confine.probe(workdir)).encode()
-                os.write(write_end, data)
+                plan = _confine.probe(
+                    workdir, pid_namespace=pid_namespace is not None, readable=readable
+                )
+                os.write(write_end, json.dumps(plan).encode())
                 code = 0
             finally:
                 os._exit(code)
+        if pid_namespace is not None:
+            pid_namespace.leave()
         os.close(write_end)
         write_end = -1
         data = b""
@@ -108,29 +174,39 @@ def _probe(temp_root: str | None) -> dict[str, Any]:
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir)
     try:
         return json.loads(data)
     except ValueError:
-        return _confine.unconfined("the confinement probe failed: children are not confined")
+        failed = _confine.unconfined("the confinement probe failed: children are not confined")
+        return {**failed, "failed": "the probe died"}
 
 
 def _become_subreaper() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: orphans go to init instead
-        pass
+    with contextlib.suppress(OSError):  # not Linux: orphans go to init instead
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 class _Zygote:
     def __init__(
-        self, control: socket.socket, *, plan: dict[str, Any], temp_root: str | None
+        self,
+        control: socket.socket,
+        *,
+        plan: dict[str, Any],
+        temp_root: str | None,
+        pid_namespace: _PidNamespace | None,
+        cgroup: CgroupRoot | None,
     ) -> None:
         self._control = control
         self._plan = plan
         self._temp_root = temp_root
+        self._pid_namespace = pid_namespace
+        self._cgroup = cgroup
+        self._busy_cgroups: list[str] = []
+        self._serial = 0
         self._calls: dict[int, _Call] = {}
+        # Children hold the read end; it reads end-of-file once the zygote is gone.
+        self._lifeline_r, self._lifeline_w = os.pipe()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -158,11 +234,14 @@ class _Zygote:
             self._enforce_deadlines()
 
     def _poll_timeout_ms(self) -> int | None:
-        """Milliseconds until the next deadline; None (wait for an event) if there is none."""
+        """Milliseconds until the next deadline or memory check; None: wait for an event."""
         pending = [call.deadline for call in self._calls.values() if not call.timed_out]
         if not pending:
             return None
-        return max(0, math.ceil((min(pending) - time.monotonic()) * 1000))
+        wait = max(0, math.ceil((min(pending) - time.monotonic()) * 1000))
+        if any(call.cgroups for call in self._calls.values()):
+            wait = min(wait, _OOM_CHECK_MS)
+        return wait
 
     def _on_control(self) -> bool:
         """Starts the call a control message announces; False once the parent is gone."""
@@ -189,36 +268,67 @@ class _Zygote:
         return True
 
     def _fork(self, request: dict[str, Any], result_fd: int, status: socket.socket) -> None:
-        workdir = tempfile.mkdtemp(prefix="llmatic-sandbox-", dir=self._temp_root)
-        request["plan"] = self._plan if request["limits"].get("confine", True) else None
-        keep_out = [
-            self._control.fileno(),
-            self._wake_r,
-            self._wake_w,
-            status.fileno(),
-            *(call.status.fileno() for call in self._calls.values()),
-        ]
-        zygote_pid = os.getpid()
+        limits = request["limits"]
+        confined = bool(limits.get("confine", True))
+        request["plan"] = self._plan if confined else None
+        self._serial += 1
+        name = f"call-{self._serial}"
+        workdir = ""
+        cgroups: list[str] = []
+        pid_namespace = self._pid_namespace if confined else None
         try:
+            workdir = tempfile.mkdtemp(prefix="llmatic-sandbox-", dir=self._temp_root)
+            if confined and self._cgroup is not None:
+                memory = limits["memory_mb"]
+                cgroups = self._cgroup.create(
+                    name,
+                    memory_bytes=None if memory is None else int(memory) * _MIB,
+                    max_processes=int(limits["max_processes"] or limits["auto_max_processes"]),
+                )
+            request["cgroups"] = cgroups
+            if pid_namespace is not None:
+                pid_namespace.enter()
             pid = os.fork()
         except OSError as err:
+            if pid_namespace is not None:
+                with contextlib.suppress(OSError):
+                    pid_namespace.leave()
             os.close(result_fd)
-            shutil.rmtree(workdir, ignore_errors=True)
-            self._tell(status, {"error": one_line(f"fork failed: {err}")})
+            self._release(workdir, cgroups)
+            self._tell(status, {"error": one_line(f"could not start the call: {err}")})
             status.close()
             return
         if pid == 0:
+            keep_out = [
+                self._control.fileno(),
+                self._wake_r,
+                self._wake_w,
+                self._lifeline_w,
+                status.fileno(),
+                *(call.status.fileno() for call in self._calls.values()),
+            ]
             _child.main(
                 request,
                 result_fd=result_fd,
                 close_fds=keep_out,
                 workdir=workdir,
-                zygote_pid=zygote_pid,
+                lifeline_fd=self._lifeline_r,
             )
+        if pid_namespace is not None:
+            pid_namespace.leave()
         os.close(result_fd)
-        deadline = time.monotonic() + float(request["limits"]["wall_time_s"])
-        self._calls[pid] = _Call(status=status, deadline=deadline, workdir=workdir)
+        deadline = time.monotonic() + float(limits["wall_time_s"])
+        self._calls[pid] = _Call(
+            status=status, deadline=deadline, workdir=workdir, name=name, cgroups=cgroups
+        )
         self._tell(status, {"pid": pid})
+
+    def _release(self, workdir: str, cgroups: list[str]) -> None:
+        """Removes a call's directory and cgroups; never raises (the loop must go on)."""
+        if workdir:
+            remove_tree(workdir)
+        if self._cgroup is not None:
+            self._busy_cgroups = self._cgroup.remove([*self._busy_cgroups, *cgroups])
 
     def _reap(self) -> None:
         reaped = False
@@ -244,8 +354,9 @@ class _Zygote:
             self._finish(call, status, usage.ru_utime + usage.ru_stime)
 
     def _finish(self, call: _Call, status: int, cpu_s: float, shutdown: bool = False) -> None:
-        shutil.rmtree(call.workdir, ignore_errors=True)
-        report = {"status": status, "timed_out": call.timed_out, "cpu_s": cpu_s}
+        oom = bool(call.cgroups) and self._cgroup is not None and self._cgroup.oom_killed(call.name)
+        self._release(call.workdir, call.cgroups)
+        report = {"status": status, "timed_out": call.timed_out, "cpu_s": cpu_s, "oom_killed": oom}
         if shutdown:
             report["shutdown"] = True
         self._tell(call.status, {"exit": report})
@@ -259,10 +370,19 @@ class _Zygote:
                     os.kill(pid, signal.SIGKILL)
 
     def _enforce_deadlines(self) -> None:
+        """Kills calls past their wall-clock limit, and calls the OOM killer struck in.
+
+        A process of the call killed for memory leaves the call broken (its parent may
+        wait for it forever), so the call ends at once and reports ``out_of_memory``.
+        """
         now = time.monotonic()
         for pid, call in self._calls.items():
-            if not call.timed_out and now >= call.deadline:
+            if call.timed_out:
+                continue
+            if now >= call.deadline:
                 call.timed_out = True
+                _kill_group(pid)
+            elif call.cgroups and self._cgroup is not None and self._cgroup.oom_killed(call.name):
                 _kill_group(pid)
 
     def _shutdown(self) -> None:
@@ -273,6 +393,7 @@ class _Zygote:
             self._finish(call, status, usage.ru_utime + usage.ru_stime, shutdown=True)
         self._calls.clear()
         self._control.close()
+        os.close(self._lifeline_w)
         # Kill and reap the grandchildren that were reparented to us (and theirs, as they
         # are reparented in turn); whatever is left after a second goes to init.
         until = time.monotonic() + 1.0
@@ -281,9 +402,12 @@ class _Zygote:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
                 time.sleep(0.01)
+        if self._cgroup is not None:
+            self._cgroup.remove(self._busy_cgroups)
+            self._cgroup.close()
 
     @staticmethod
     def _tell(status: socket.socket, message: dict[str, Any]) -> None:

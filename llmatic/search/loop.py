@@ -5,6 +5,7 @@ main phase:  repeat until the budget is spent:
     ids = scheduler.ask()              # mutation + crossover emitters, one LLM call each
     evaluator.evaluate(candidates)     # sandboxed code -> arch -> benchmark (deduplicated)
     scheduler.tell(...)                # network archive; emitters credit curiosity
+    fail_fast.check(...)               # stop a broken setup early (llmatic.search.fail_fast)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ribs.schedulers import Scheduler
 
 from llmatic.archives import NETWORK_MEASURES
 from llmatic.candidate import Candidate, CandidateStore
+from llmatic.search.fail_fast import FailFast
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ def run_search(
     on_iteration: Callable[[IterationStats], None] = lambda stats: None,
     start_iteration: int = 0,
     elapsed_seconds: float = 0.0,
+    fail_fast: FailFast | None = None,
 ) -> int:
     """Runs the phases in order until the budget or the candidate cap is reached.
 
@@ -92,9 +95,14 @@ def run_search(
         on_iteration: Called after every iteration (logging, snapshots).
         start_iteration: Iterations already done (when resuming).
         elapsed_seconds: Search time already spent (when resuming), for the statistics.
+        fail_fast: Checks every finished iteration (after ``on_iteration`` has recorded
+            it) and stops a search whose setup is broken.
 
     Returns:
         The number of iterations run in total.
+
+    Raises:
+        SearchAborted: ``fail_fast`` stopped the search.
     """
     start = time.perf_counter() - elapsed_seconds
     iteration = start_iteration
@@ -116,6 +124,8 @@ def run_search(
             stats = _stats(iteration, phase, store, scheduler, prompt_archive, evaluator, start)
             log.info(status_line(stats, budget))
             on_iteration(stats)
+            if fail_fast is not None:
+                fail_fast.check(store, candidates)
     return iteration
 
 
