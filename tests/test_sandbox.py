@@ -333,7 +333,7 @@ import os, resource, socket
 result = {'uid': os.getuid(), 'nproc': resource.getrlimit(resource.RLIMIT_NPROC)[0]}
 for line in open('/proc/self/cgroup'):
     number, controllers, path = line.strip().split(':', 2)
-    if controllers == 'pids':
+    if controllers == 'pids' and payload['private_root']:  # /sys is readable there
         result['pids_max'] = open(f'/sys/fs/cgroup/pids{path}/pids.max').read().strip()
 try:
     socket.create_connection(('127.0.0.1', payload['port']), timeout=1)
@@ -350,7 +350,13 @@ except OSError:
     # World-writable on the host (not /tmp: in a private root that is the call's own).
     outside = Path("/var/tmp") / f"llmatic-outside-{os.getpid()}"
     try:
-        result = run(sandbox, code, port=listener.getsockname()[1], outside=str(outside))
+        result = run(
+            sandbox,
+            code,
+            port=listener.getsockname()[1],
+            outside=str(outside),
+            private_root=isolation.mount_namespace,
+        )
     finally:
         listener.close()
         written = outside.exists()
@@ -362,9 +368,9 @@ except OSError:
         assert not result.value["connected"]
     if isolation.landlock_abi:
         assert not result.value["wrote"] and not written
-    if isolation.cgroup == 1:  # the call's own budget (v1 here; v2 reads the same way)
+    if isolation.cgroup == 1 and isolation.mount_namespace:  # the call's own budget
         assert result.value["pids_max"] == str(sandbox.limits.resolved_max_processes())
-    elif isolation.nproc is not None:
+    elif isolation.nproc is not None and not isolation.cgroup:
         assert result.value["nproc"] != resource.RLIM_INFINITY
 
 
@@ -449,9 +455,12 @@ def test_a_fork_bomb_does_not_starve_a_concurrent_call(sandbox: Sandbox) -> None
     assert results[0].error_kind == "timeout"
 
 
-def test_a_killed_server_leaves_no_process(temp_root: Path) -> None:
-    """The call's processes die with the zygote, even those that left its process group."""
-    box = Sandbox(limits=SandboxLimits(wall_time_s=30.0), preload=[TARGETS], temp_root=temp_root)
+@pytest.mark.parametrize("private_root", [True, False])
+def test_a_killed_server_leaves_no_process(temp_root: Path, private_root: bool) -> None:
+    """The call's processes die with the zygote, even those that left its process group:
+    the kernel kills its PID namespace, or (without one) the parent empties its cgroups."""
+    limits = SandboxLimits(wall_time_s=30.0, private_root=private_root)
+    box = Sandbox(limits=limits, preload=[TARGETS], temp_root=temp_root)
     code = SPAWN_AND_HANG.replace("if forked == 0:\n", "if forked == 0:\n    os.setsid()\n")
     thread, _ = run_in_thread(box, code, pidfile="killed-pids.json")
     pids = wait_for_pids(box, "killed-pids.json")
@@ -459,3 +468,30 @@ def test_a_killed_server_leaves_no_process(temp_root: Path) -> None:
     assert wait_gone(pids) == []
     thread.join(timeout=40.0)
     box.close()
+
+
+def test_read_paths_are_visible_read_only_even_under_tmp(temp_root: Path) -> None:
+    """A tree the caller names (a data set, say) is bound read-only, wherever it lives;
+    one under /tmp included (then /tmp is not the call's own)."""
+    data = Path(tempfile.mkdtemp(prefix="llmatic-data-"))
+    data.chmod(0o755)
+    (data / "table.txt").write_text("42")
+    (data / "table.txt").chmod(0o644)
+    code = """
+result = {'read': open(payload['path']).read()}
+try:
+    open(payload['path'], 'a').write('x')
+    result['wrote'] = True
+except OSError:
+    result['wrote'] = False
+"""
+    try:
+        limits = SandboxLimits(wall_time_s=10.0)
+        with Sandbox(limits=limits, preload=[TARGETS], read_paths=[data]) as box:
+            isolation = box.isolation
+            result = run(box, code, path=str(data / "table.txt"))
+        assert not any("no private root" in note for note in isolation.notes), isolation.notes
+        assert result.ok and result.value == {"read": "42", "wrote": False}, result.error
+        assert (data / "table.txt").read_text() == "42"
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

@@ -101,7 +101,8 @@ def build_root(
     uid, gid = owner if owner is not None else (os.getuid(), os.getgid())
     options = f"size={int(disk_mb)}m,nr_inodes={int(max_files)},mode=0700,uid={uid},gid={gid}"
     mount("tmpfs", call, "tmpfs", MS_NOSUID | MS_NODEV, options)
-    os.symlink(CALL_DIR, root + "/tmp")
+    if not os.path.lexists(root + "/tmp"):  # a bound tree may live under /tmp
+        os.symlink(CALL_DIR, root + "/tmp")
     mount(None, root, None, _RO)
     os.chdir(root)
     pivot_root(".", ".")  # the old root ends up stacked on the new one: detach it

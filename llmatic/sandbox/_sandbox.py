@@ -372,6 +372,7 @@ class _Reader:
 
     def __init__(self, status: socket.socket, result_fd: int, *, cap: int) -> None:
         self.pid: int | None = None
+        self.cgroups: list[str] = []
         self.exit: dict[str, Any] | None = None
         self.server_error: str | None = None
         self.server_died = False
@@ -448,6 +449,7 @@ class _Reader:
             message = json.loads(line)
             if "pid" in message:
                 self.pid = int(message["pid"])
+                self.cgroups = [str(path) for path in message.get("cgroups", [])]
             elif "exit" in message:
                 self.exit = message["exit"]
             elif "error" in message:
@@ -457,8 +459,12 @@ class _Reader:
 def _judge(reader: _Reader, limits: SandboxLimits) -> _Outcome:
     """Turns what the reader collected into ``(error_kind, value, error)``."""
     if reader.exit is None:
+        # The zygote died mid-call. The child's parent-death signal killed it (and, as
+        # its PID namespace's init, all it started); without a PID namespace, its group
+        # and what is in its cgroups are killed here.
         if reader.pid is not None:
-            _kill_group(reader.pid)  # the child's PDEATHSIG does not reach its own children
+            _kill_group(reader.pid)
+        _kill_cgroups(reader.cgroups)
         return "crashed", None, reader.server_error
     report = reader.exit
     status = int(report["status"])
@@ -541,6 +547,27 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
+
+
+def _kill_cgroups(directories: list[str], timeout_s: float = 2.0) -> None:
+    """SIGKILLs every process in the cgroups until they are empty, then removes them."""
+    until = time.monotonic() + timeout_s
+    for directory in directories:
+        while time.monotonic() < until:
+            try:
+                with open(os.path.join(directory, "cgroup.procs")) as file:
+                    pids = [int(line) for line in file if line.strip()]
+            except (OSError, ValueError):
+                break
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+        for path in (directory, os.path.dirname(directory)):  # the zygote's, if now empty
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
 
 
 def _kill_group(pid: int) -> None:

@@ -321,7 +321,8 @@ class _Zygote:
         self._calls[pid] = _Call(
             status=status, deadline=deadline, workdir=workdir, name=name, cgroups=cgroups
         )
-        self._tell(status, {"pid": pid})
+        # The parent kills what is in the cgroups should this zygote die mid-call.
+        self._tell(status, {"pid": pid, "cgroups": cgroups})
 
     def _release(self, workdir: str, cgroups: list[str]) -> None:
         """Removes a call's directory and cgroups; never raises (the loop must go on)."""
