@@ -17,7 +17,7 @@ Operators, all from the same parents:
 - ``llm-unconstrained``: the same with ``constrained=False`` (what the grammar buys), at
   the first temperature and for the first two prompts only;
 - ``random-1``: NB201's REA mutation (one edge gets a different operation,
-  :func:`llmatic.emitters._baselines.mutate_arch`); ``random-2``: two of them in a row
+  :func:`llmatic.spaces.nb201.mutate_arch`); ``random-2``: two of them in a row
   (the LLM's trust region of at most 2 edges; it may undo itself).
 
 Per operator (and per prompt for ``llm``): valid rate, unchanged rate (child arch ==
@@ -62,9 +62,9 @@ import numpy as np
 import yaml
 
 from llmatic.benchmarks.nasbench201 import NasBench201Table
-from llmatic.emitters._baselines import mutate_arch
 from llmatic.errors import CandidateError
 from llmatic.nb201.cell import EDGES, arch_to_code, parse_arch
+from llmatic.spaces.nb201 import mutate_arch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -34,6 +34,9 @@ class Candidate:
         temperature: Sampling temperature used for this candidate.
         code: The network source code (empty when nothing could be extracted).
         iteration: Search iteration that proposed it (0 for the initial phase).
+        arch: The search space's key of the network, once known (NB201: the arch string;
+            see :class:`llmatic.spaces.SearchSpace`); the field keeps its name so that
+            ``candidates.jsonl`` keeps its columns.
     """
 
     id: int

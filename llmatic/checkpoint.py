@@ -4,7 +4,7 @@ A checkpoint is taken at the end of an iteration, the only point where everythin
 consistent (every candidate final, archives and emitters told). It holds both archives,
 every candidate, the emitters' and schedulers' state (random generators, counters, REA's
 population, ...), the evaluator's count and de-duplication tables, the prompter's
-``proposed`` set, the iteration, the rows of ``metrics.csv``, the global random states
+``proposed`` keys, the iteration, the rows of ``metrics.csv``, the global random states
 (Python, NumPy, torch) and the LLM backend's sampling counter. It holds no model weights,
 no sandbox and no benchmark: a resumed run rebuilds those from the run's ``config.yaml``
 (:func:`llmatic.experiment.run_experiment` with ``resume=True``) and then loads the
@@ -41,14 +41,15 @@ from ribs.schedulers import Scheduler
 
 from llmatic.archives import PromptArchive
 from llmatic.candidate import CandidateStore
-from llmatic.evaluation import CellEvaluator
+from llmatic.evaluation import Evaluator
+from llmatic.prompting import Prompter
 from llmatic.recording import atomic_write_bytes
 from llmatic.search.loop import IterationStats
 
 log = logging.getLogger(__name__)
 
 #: Version of the file layout and of :class:`SearchState`; bump it on any change to either.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: evaluator tables by key, baselines sample through the space
 CHECKPOINT_FILE = "checkpoint.pkl"
 _FORMAT = "llmatic-checkpoint"
 
@@ -68,7 +69,7 @@ class Search:
     prompt_archive: PromptArchive | None
     phases: Sequence[tuple[str, Scheduler, Callable[[], bool]]]
     store: CandidateStore
-    evaluator: CellEvaluator
+    evaluator: Evaluator
     llm: Any = None
 
     @property
@@ -76,7 +77,7 @@ class Search:
         return [scheduler for _, scheduler, _ in self.phases]
 
     @property
-    def prompter(self) -> Any:
+    def prompter(self) -> Prompter | None:
         """The prompter the LLM emitters share (None for the baselines)."""
         for scheduler in self.schedulers:
             for emitter in scheduler.emitters:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from ribs.archives import GridArchive
 from ribs.schedulers import Scheduler
@@ -42,21 +44,20 @@ from llmatic.emitters import (
     TemperatureRule,
 )
 from llmatic.errors import ENVIRONMENT_KINDS
-from llmatic.evaluation import CellEvaluator
+from llmatic.evaluation import Evaluator
 from llmatic.llm.base import LLMBackend
-from llmatic.nb201.cell import arch_to_code, parse_arch
-from llmatic.nb201.prompts import CellPrompter
 from llmatic.recording import RunRecorder, summarize
 from llmatic.sandbox import Sandbox, SandboxLimits
 from llmatic.search.fail_fast import DEFAULT_AFTER, FailFast
 from llmatic.search.loop import IterationStats, run_search
 from llmatic.search.scheduler import EvaluatedOnlyScheduler
+from llmatic.spaces import SearchSpace
 
 log = logging.getLogger(__name__)
 
-#: Modules the sandbox's zygote imports once, so that no evaluation imports them again.
-SANDBOX_PRELOAD = (
-    "llmatic.nb201.inspect",
+#: Modules the sandbox's zygote imports once, so that no evaluation imports them again
+#: (the search space adds its own: ``SearchSpace.sandbox_preload``).
+BENCHMARK_PRELOAD = (
     "llmatic.benchmarks.digits",
     "llmatic.benchmarks._digits_data",
     "llmatic.measures",
@@ -126,10 +127,7 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"benchmark.archive.{name} must be [low, high] with low < high, got {[low, high]}"
             )
-    try:
-        parse_arch(cfg.benchmark.seed_arch)
-    except ValueError as err:
-        raise ConfigError(f"benchmark.seed_arch: {err}") from None
+    build_space(cfg)
     # Device requests fail here, not after minutes of setup (or inside a sandboxed child).
     devices = [("benchmark.device", cfg.benchmark.get("device"))]
     if search.name == "llmatic" and cfg.llm.backend == "transformers":
@@ -251,10 +249,21 @@ def _covers(prefixes: Sequence[str], key: str) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def build_llm(cfg: DictConfig) -> LLMBackend:
-    """The configured LLM backend (loaded once per process)."""
-    from llmatic.nb201.prompts import STOP
+def build_space(cfg: DictConfig) -> SearchSpace:
+    """The search space that the ``space`` group names (its ``_target_``).
 
+    Raises:
+        ConfigError: The space refuses its settings, in one line.
+    """
+    try:
+        return instantiate(cfg.space)
+    except InstantiationException as err:
+        raise ConfigError(f"space: {err.__cause__ or err}") from None
+
+
+def build_llm(cfg: DictConfig, *, space: SearchSpace | None = None) -> LLMBackend:
+    """The configured LLM backend (loaded once per process); ``space`` gives its stops."""
+    stop = (space or build_space(cfg)).stop(scope=cfg.llm.scope)
     if cfg.llm.backend == "scripted":
         from llmatic.debug_llm import ScriptedDebugLLM
 
@@ -262,7 +271,7 @@ def build_llm(cfg: DictConfig) -> LLMBackend:
             seed=cfg.seed,
             broken=cfg.llm.broken,
             delay_s=cfg.llm.delay_s,
-            stop=STOP[cfg.llm.scope],
+            stop=stop,
         )
     if cfg.llm.backend == "openai":
         from llmatic.llm.openai_backend import OpenAICompatibleLLM
@@ -273,7 +282,7 @@ def build_llm(cfg: DictConfig) -> LLMBackend:
             api_key_env=cfg.llm.api_key_env,
             endpoint=cfg.llm.endpoint,
             max_new_tokens=cfg.llm.max_new_tokens,
-            stop=STOP[cfg.llm.scope],
+            stop=stop,
             max_concurrency=cfg.llm.max_concurrency,
             timeout_s=cfg.llm.timeout_s,
             max_retries=cfg.llm.max_retries,
@@ -292,7 +301,7 @@ def build_llm(cfg: DictConfig) -> LLMBackend:
         dtype=cfg.llm.dtype,
         max_new_tokens=cfg.llm.max_new_tokens,
         num_threads=cfg.llm.num_threads,
-        stop=STOP[cfg.llm.scope],
+        stop=stop,
         batch_size=cfg.llm.batch_size,
         seed=cfg.seed,
         top_p=cfg.llm.top_p,
@@ -381,7 +390,7 @@ def build_phases(
     *,
     network_archive: GridArchive,
     store: CandidateStore,
-    evaluator: CellEvaluator,
+    evaluator: Evaluator,
     llm: LLMBackend | None,
 ) -> tuple[
     list[tuple[str, Scheduler, Callable[[], bool]]], PromptArchive | None, LLMBackend | None
@@ -391,10 +400,10 @@ def build_phases(
     ``search.name`` picks LLMatic (initial phase, then mutation + crossover) or a
     baseline (random search, REA), which needs neither LLM nor prompt archive.
     """
-    search, seed = cfg.search, cfg.seed
+    search, seed, space = cfg.search, cfg.seed, evaluator.space
     if search.name == "random":
         emitter = RandomSearchEmitter(
-            network_archive, store=store, batch_size=search.batch_size, seed=seed, ops=search.ops
+            network_archive, space=space, store=store, batch_size=search.batch_size, seed=seed
         )
         return (
             [("random", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)],
@@ -404,29 +413,27 @@ def build_phases(
     if search.name == "rea":
         emitter = RegularizedEvolutionEmitter(
             network_archive,
+            space=space,
             store=store,
             batch_size=search.batch_size,
             population_size=search.population_size,
             tournament_size=search.tournament_size,
             seed=seed,
-            ops=search.ops,
         )
         return (
             [("rea", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)],
             None,
             None,
         )
-    llm = llm if llm is not None else build_llm(cfg)
-    prompter = CellPrompter(
+    llm = llm if llm is not None else build_llm(cfg, space=space)
+    prompter = space.prompter(
         mutation_prompts=list(cfg.prompts.mutation),
         crossover_prompt=cfg.prompts.crossover,
         scope=cfg.llm.scope,
         prompt_format=cfg.llm.prompt_format,
         chat_template=getattr(llm, "format_chat", None),
         constrained=cfg.llm.constrained,
-        min_changes=search.min_changes,
-        max_changes=search.max_changes,
-        avoid=evaluator.evaluated_archs if search.avoid_evaluated else frozenset(),
+        avoid=evaluator.evaluated_keys if search.avoid_evaluated else frozenset(),
     )
     prompt_archive = PromptArchive(
         prompts=[*prompter.mutation_prompts, prompter.crossover_prompt],
@@ -444,7 +451,7 @@ def build_phases(
     }
     initial = LLMInitialEmitter(
         network_archive,
-        seed_code=arch_to_code(cfg.benchmark.seed_arch),
+        seed_code=space.seed_code(),
         batch_size=search.init_children,
         seed=seed,
         **shared,
@@ -523,8 +530,9 @@ def run_experiment(
             log10_flops_range=tuple(bench.archive.log10_flops_range),
             seed=cfg.seed,
         )
-    with Sandbox(limits=limits, preload=SANDBOX_PRELOAD) as sandbox:
-        evaluator = CellEvaluator(sandbox=sandbox, benchmark=build_benchmark(cfg, sandbox))
+    space = build_space(cfg)
+    with Sandbox(limits=limits, preload=(*space.sandbox_preload, *BENCHMARK_PRELOAD)) as sandbox:
+        evaluator = Evaluator(space=space, sandbox=sandbox, benchmark=build_benchmark(cfg, sandbox))
         phases, prompt_archive, llm = build_phases(
             cfg, network_archive=network_archive, store=store, evaluator=evaluator, llm=llm
         )
@@ -598,7 +606,7 @@ def run_experiment(
             total = time.perf_counter() - start
             seconds = {
                 "llm": getattr(llm, "total_seconds", 0.0),
-                "inspect_code": evaluator.inspect_seconds,  # sandboxed code -> arch
+                "inspect_code": evaluator.inspect_seconds,  # sandboxed code -> key
                 "benchmark": evaluator.benchmark_seconds,  # training / table look-up
                 "checkpoint": checkpointer.seconds,  # serialising and writing checkpoints
             }

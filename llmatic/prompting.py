@@ -13,10 +13,14 @@ class Prompter(Protocol):
     Attributes:
         mutation_prompts: The mutation instructions; prompt id ``i`` is entry ``i``.
         crossover_prompt: The crossover instruction (prompt id ``len(mutation_prompts)``).
+        proposed: Keys of the networks its samples have spelled so far (empty for a
+            space without a grammar). The checkpoint saves it and refills it in place,
+            because a grammar's steering may hold a live view of it.
     """
 
     mutation_prompts: list[str]
     crossover_prompt: str
+    proposed: set[str]
 
     def mutation(self, parent_code: str, instruction: str, temperature: float) -> GenerationRequest:
         """The request that asks the LLM to rewrite ``parent_code`` as ``instruction`` says."""

@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 
 from llmatic.benchmarks.base import ArchEvaluation
 from llmatic.errors import FAILURE_KINDS, CandidateError
-from llmatic.evaluation import CellEvaluator
+from llmatic.evaluation import Evaluator
 from llmatic.llm.base import Generation
 from llmatic.nb201.cell import arch_to_code, parse_arch
 from llmatic.nb201.prompts import CellPrompter
 from llmatic.sandbox import Sandbox, SandboxLimits
+from llmatic.spaces import Nb201Space
 
 PARENT = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
 FRAGMENTS = [
@@ -52,7 +53,8 @@ class _NoBenchmark:
 @pytest.fixture(scope="module")
 def evaluator():
     with Sandbox(limits=SandboxLimits(wall_time_s=5)) as sandbox:
-        yield CellEvaluator(sandbox=sandbox, benchmark=_NoBenchmark())
+        space = Nb201Space(seed_arch=PARENT)
+        yield Evaluator(space=space, sandbox=sandbox, benchmark=_NoBenchmark())
 
 
 @st.composite
@@ -90,7 +92,7 @@ def test_any_completion_maps_to_an_arch_or_a_classified_failure(evaluator, compl
     except CandidateError as err:
         assert err.kind in FAILURE_KINDS
         return
-    result = evaluator.arch_of(code)
+    result = evaluator.key_of_code(code)
     if isinstance(result, CandidateError):
         assert result.kind in FAILURE_KINDS, result
     else:

@@ -20,7 +20,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from llmatic.checkpoint import CHECKPOINT_FILE, FORMAT_VERSION, CheckpointError, read_header
-from llmatic.evaluation import CellEvaluator
+from llmatic.evaluation import Evaluator
 from llmatic.experiment import ConfigError, resume_config, run_experiment
 from llmatic.nb201.cell import EDGES, format_arch
 from llmatic.nb201.ops import OP_NAMES
@@ -120,9 +120,9 @@ def reference(table, tmp_path_factory) -> tuple[Path, dict]:
 
 def interrupt(monkeypatch, method: str, call: int) -> None:
     """Ctrl-C in the middle of an iteration, at the ``call``-th call of a
-    ``CellEvaluator`` method: ``score`` (a benchmark evaluation; the batch half done) or
+    ``Evaluator`` method: ``score`` (a benchmark evaluation; the batch half done) or
     ``evaluate`` (on its way out: the batch done, the archives not told yet)."""
-    original = getattr(CellEvaluator, method)
+    original = getattr(Evaluator, method)
     calls = itertools.count(1)
 
     def interrupted(self, *args, **kwargs):
@@ -134,7 +134,7 @@ def interrupt(monkeypatch, method: str, call: int) -> None:
             raise KeyboardInterrupt
         return result
 
-    monkeypatch.setattr(CellEvaluator, method, interrupted)
+    monkeypatch.setattr(Evaluator, method, interrupted)
 
 
 @pytest.mark.parametrize("every, method, call", [(1, "evaluate", 5), (3, "score", 11)])

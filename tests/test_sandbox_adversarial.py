@@ -2,7 +2,7 @@
 
 Every program is an NB201 ``Cell`` (what the search's generated code is) with hostile
 lines in its constructor, its forward pass or at the top. Each one goes through the real
-path (:meth:`CellEvaluator.arch_of`: the static check in this process, then the sandbox,
+path (:meth:`Evaluator.key_of_code`: the static check in this process, then the sandbox,
 where the child checks again) and must end as a recorded failure of the expected kind.
 Those the static check stops run again with the check bypassed (a test-only target), to
 show the wall behind the filter. After every run the sandbox must still serve a normal
@@ -30,10 +30,11 @@ import psutil
 import pytest
 
 from llmatic.errors import CandidateError
-from llmatic.evaluation import CellEvaluator
+from llmatic.evaluation import Evaluator
 from llmatic.nb201.cell import arch_to_code
 from llmatic.nb201.inspect import check_inspect_result
 from llmatic.sandbox import Sandbox, SandboxLimits, SandboxResult, check_code
+from llmatic.spaces import Nb201Space
 
 try:
     import sandbox_targets
@@ -937,9 +938,10 @@ def outcome(result: SandboxResult) -> str:
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_through_the_real_path(case: Hostile, sandbox: Sandbox, world: World) -> None:
     zygote, rss = sandbox.server_pid, psutil.Process().memory_info().rss
-    evaluator = CellEvaluator(sandbox=sandbox, benchmark=None)  # type: ignore[arg-type]
+    space = Nb201Space(seed_arch=CONTROL_ARCH)
+    evaluator = Evaluator(space=space, sandbox=sandbox, benchmark=None)  # type: ignore[arg-type]
     try:
-        arch = evaluator.arch_of(world.fill(case.code))
+        arch = evaluator.key_of_code(world.fill(case.code))
     finally:
         world.real_home.unlink(missing_ok=True)
         world.real_project.unlink(missing_ok=True)

@@ -87,7 +87,7 @@ def run_search(
     Args:
         phases: ``(name, scheduler, done)``; a phase runs while ``done()`` is False.
         store: Candidate store shared with the emitters.
-        evaluator: Completes candidates (see :class:`llmatic.evaluation.CellEvaluator`).
+        evaluator: Completes candidates (see :class:`llmatic.evaluation.Evaluator`).
         prompt_archive: For the statistics line (None for searches without prompts).
         budget: Charged evaluations at most.
         max_candidates: Candidates at most (a search whose LLM writes only broken code

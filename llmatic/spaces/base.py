@@ -1,0 +1,129 @@
+"""The search-space seam: everything that differs between the spaces the search can explore.
+
+The evaluator, the emitters, the checkpoint and the experiment talk to a space only
+through :class:`SearchSpace`. A space says
+
+- where the search starts (:meth:`SearchSpace.seed_code`) and how the LLM is asked to edit
+  code and how its output becomes code (:meth:`SearchSpace.prompter`,
+  :meth:`SearchSpace.stop`);
+- what runs in the sandbox to check and identify a candidate's code
+  (:meth:`SearchSpace.identify_call`, with the parent-side check of what comes back) and
+  the *key* that makes two candidates the same network (:meth:`SearchSpace.key_of`);
+- how the baselines sample and mutate in the space (:meth:`SearchSpace.random_key`,
+  :meth:`SearchSpace.mutate_key`, :meth:`SearchSpace.code_of`);
+- what the benchmark evaluates for a key (:meth:`SearchSpace.evaluate`).
+
+A new space is one subclass, and a ``conf/space/NAME.yaml`` whose ``_target_`` names it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmatic.benchmarks.base import ArchEvaluation, Benchmark
+from llmatic.prompting import Prompter
+
+
+@dataclass(frozen=True)
+class SandboxCall:
+    """One call of :meth:`llmatic.sandbox.Sandbox.run`: ``check(target(payload))``.
+
+    Attributes:
+        target: ``"module:function"`` that runs in the sandbox's child.
+        payload: JSON-able arguments of ``target``.
+        check: Runs in the search process on what the child sent back; returns the value
+            the search keeps, or raises ``ValueError`` (the failure kind ``bad_result``).
+    """
+
+    target: str
+    payload: dict
+    check: Callable[[dict], dict]
+
+
+class SearchSpace(ABC):
+    """A space of networks written as code (see the module docstring).
+
+    Keys are strings: two candidates with the same key are the same network, evaluated
+    once. Keys are what ``candidates.jsonl`` records in ``arch``.
+
+    Attributes:
+        name: Short name (``conf/space/NAME.yaml``).
+        sandbox_preload: Modules the sandbox's zygote imports once for
+            :meth:`identify_call`'s target.
+    """
+
+    name: str
+    sandbox_preload: tuple[str, ...] = ()
+
+    @abstractmethod
+    def seed_code(self) -> str:
+        """Source code of the network the search starts from (trusted)."""
+
+    @abstractmethod
+    def stop(self, *, scope: str) -> tuple[str, ...]:
+        """Stop sequences of the LLM's completions for a prompt ``scope`` (``llm.scope``)."""
+
+    @abstractmethod
+    def prompter(
+        self,
+        *,
+        mutation_prompts: Sequence[str],
+        crossover_prompt: str,
+        scope: str,
+        prompt_format: str,
+        chat_template: Callable[[str], str] | None,
+        constrained: bool,
+        avoid: Container[str],
+    ) -> Prompter:
+        """The prompter the LLM emitters share.
+
+        Args:
+            mutation_prompts: Mutation instructions (prompt id = position).
+            crossover_prompt: The crossover instruction.
+            scope: What the LLM writes (``llm.scope``; the space says which it knows).
+            prompt_format: ``completion`` or ``chat``.
+            chat_template: Wraps a user message in the model's chat format (``chat``).
+            constrained: Whether decoding follows the space's grammar, if it has one.
+            avoid: Keys already evaluated (a live view): samples should go elsewhere.
+
+        Raises:
+            ValueError: A setting the space does not support.
+        """
+
+    @abstractmethod
+    def identify_call(self, *, code: str) -> SandboxCall:
+        """The sandboxed call that checks untrusted ``code`` and identifies its network.
+
+        Its ``check`` returns what :meth:`key_of` reads.
+        """
+
+    @abstractmethod
+    def key_of(self, identity: dict) -> str:
+        """The key of a network from the checked result of :meth:`identify_call`."""
+
+    @abstractmethod
+    def random_key(self, *, rng: np.random.Generator) -> str:
+        """A uniformly random network of the space (random search, REA's first members)."""
+
+    @abstractmethod
+    def mutate_key(self, key: str, *, rng: np.random.Generator) -> str:
+        """A small random change of network ``key`` (REA's mutation); never ``key`` itself."""
+
+    @abstractmethod
+    def code_of(self, key: str) -> str:
+        """Source code of network ``key``, written by trusted code (the baselines' candidates)."""
+
+    def evaluate(self, *, benchmark: Benchmark, key: str, code: str) -> ArchEvaluation:
+        """Scores network ``key`` (written as ``code``) on ``benchmark``.
+
+        A space whose key rebuilds the network exactly (a cell's arch string) lets the
+        benchmark rebuild it with trusted code: the default passes the key alone.
+
+        Raises:
+            CandidateError: The network cannot be evaluated.
+        """
+        return benchmark.evaluate(key)

@@ -1,0 +1,122 @@
+"""The NAS-Bench-201 cell space behind the seam (:mod:`llmatic.spaces.base`).
+
+The LLM edits a cell written as code (:mod:`llmatic.nb201.cell`); the sandbox maps the
+instantiated module to its arch string (:mod:`llmatic.nb201.inspect`), which is the key;
+the benchmark rebuilds the network from the arch string with trusted code. The baselines
+sample and mutate arch strings, NB201's way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Sequence
+
+import numpy as np
+
+from llmatic.nb201.cell import EDGES, arch_to_code, format_arch, parse_arch
+from llmatic.nb201.inspect import check_inspect_result
+from llmatic.nb201.ops import OP_NAMES
+from llmatic.nb201.prompts import STOP, CellPrompter
+from llmatic.spaces.base import SandboxCall, SearchSpace
+
+
+def random_arch(rng: np.random.Generator, ops: Sequence[str] = OP_NAMES) -> str:
+    """A uniformly random NB201 arch string (each edge's op uniform over ``ops``)."""
+    return format_arch({edge: ops[rng.integers(len(ops))] for edge in EDGES})
+
+
+def mutate_arch(arch: str, rng: np.random.Generator, ops: Sequence[str] = OP_NAMES) -> str:
+    """NB201's REA mutation: one uniformly chosen edge gets a different operation."""
+    current = parse_arch(arch)
+    edge = EDGES[rng.integers(len(EDGES))]
+    others = [op for op in ops if op != current[edge]]
+    current[edge] = others[rng.integers(len(others))]
+    return format_arch(current)
+
+
+class Nb201Space(SearchSpace):
+    """NAS-Bench-201 cells: six edges, each one of five operations; key = arch string.
+
+    Args:
+        seed_arch: Arch string of the seed cell.
+        ops: The operations the baselines sample and mutate to (None: all five).
+        min_changes: Fewest edges a constrained LLM mutation changes (trust region).
+        max_changes: Most edges a constrained LLM mutation changes.
+        probe_channels: Channels of the cell built in the sandbox to identify code.
+        probe_size: Spatial size of the probe input, pixels.
+
+    Raises:
+        ValueError: ``seed_arch`` is not an arch string, or ``ops`` are not at least two
+            NB201 operations.
+    """
+
+    name = "nb201"
+    sandbox_preload = ("llmatic.nb201.inspect",)
+
+    def __init__(
+        self,
+        *,
+        seed_arch: str,
+        ops: Sequence[str] | None = None,
+        min_changes: int = 1,
+        max_changes: int = 2,
+        probe_channels: int = 4,
+        probe_size: int = 8,
+    ) -> None:
+        try:
+            parse_arch(seed_arch)
+        except ValueError as err:
+            raise ValueError(f"seed_arch: {err}") from None
+        self.seed_arch = seed_arch
+        self.ops = tuple(ops or OP_NAMES)
+        if not set(self.ops) <= set(OP_NAMES) or len(self.ops) < 2:
+            raise ValueError(f"ops must be at least two of {OP_NAMES}, got {ops}")
+        self.min_changes, self.max_changes = min_changes, max_changes
+        self.probe = {"channels": probe_channels, "size": probe_size}
+
+    def seed_code(self) -> str:
+        return arch_to_code(self.seed_arch)
+
+    def stop(self, *, scope: str) -> tuple[str, ...]:
+        return STOP[scope]
+
+    def prompter(
+        self,
+        *,
+        mutation_prompts: Sequence[str],
+        crossover_prompt: str,
+        scope: str,
+        prompt_format: str,
+        chat_template: Callable[[str], str] | None,
+        constrained: bool,
+        avoid: Container[str],
+    ) -> CellPrompter:
+        return CellPrompter(
+            mutation_prompts=mutation_prompts,
+            crossover_prompt=crossover_prompt,
+            scope=scope,
+            prompt_format=prompt_format,
+            chat_template=chat_template,
+            constrained=constrained,
+            min_changes=self.min_changes,
+            max_changes=self.max_changes,
+            avoid=avoid,
+        )
+
+    def identify_call(self, *, code: str) -> SandboxCall:
+        return SandboxCall(
+            target="llmatic.nb201.inspect:inspect_cell",
+            payload={"code": code, **self.probe},
+            check=check_inspect_result,
+        )
+
+    def key_of(self, identity: dict) -> str:
+        return identity["arch"]
+
+    def random_key(self, *, rng: np.random.Generator) -> str:
+        return random_arch(rng, self.ops)
+
+    def mutate_key(self, key: str, *, rng: np.random.Generator) -> str:
+        return mutate_arch(key, rng, self.ops)
+
+    def code_of(self, key: str) -> str:
+        return arch_to_code(key)
