@@ -144,17 +144,19 @@ class Sandbox:
 
     Calls may run concurrently from several threads; each gets its own child.
 
-    Each child is also confined as far as the platform allows (:attr:`isolation`; see
-    :mod:`llmatic.sandbox._confine`): a root zygote's children run as ``nobody``, each
-    child gets its own user and network namespaces (no network; ``RLIMIT_NPROC`` counts
-    the call's own processes), and Landlock allows writes only in its directory. What
-    the platform refuses is logged once as a warning and the rest goes on. Generated
-    network code is also checked before it runs (:mod:`llmatic.sandbox.static_check`).
+    Each call is also confined as far as the platform allows (:attr:`isolation`; see
+    :mod:`llmatic.sandbox._confine` and ``docs/sandbox.md``): on a root zygote with
+    namespaces, a PID namespace of its own (its processes die with it), a private
+    read-only root with a tmpfs working directory (mount, IPC, UTS and network
+    namespaces), the user ``nobody`` with no capability, Landlock read and write rules, a
+    seccomp filter, and a memory and pids cgroup for the call as a whole. Elsewhere a
+    fallback on the host's filesystem; a planned step that fails at start-up makes the
+    sandbox refuse to start rather than run code half-confined. Generated network code is
+    also checked before it runs (:mod:`llmatic.sandbox.static_check`), and what a child
+    sends back is held to what its target returns (``run(check=...)``).
 
-    Known gaps: the child can read what its user may read (only the result JSON leads
-    out); a grandchild that leaves the process group with ``setsid`` lives until its
-    parent dies (then the zygote kills it) or the sandbox closes; disk use inside the
-    call's directory is bounded per file (``RLIMIT_FSIZE``) and by the wall-clock limit.
+    A target's module must be preloaded, part of a package the zygote has loaded, or
+    under ``read_paths``: nothing else of the filesystem is visible in a private root.
 
     Args:
         limits: Resource limits of every call.
@@ -171,7 +173,7 @@ class Sandbox:
 
     Raises:
         ImportError: A preload module cannot be imported.
-        RuntimeError: The zygote failed to start.
+        RuntimeError: The zygote failed to start, or cannot confine its children here.
     """
 
     def __init__(
