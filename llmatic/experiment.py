@@ -127,7 +127,21 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"benchmark.archive.{name} must be [low, high] with low < high, got {[low, high]}"
             )
-    build_space(cfg)
+    space = build_space(cfg)
+    if search.name != "llmatic" and not space.has_baseline_moves:
+        raise ConfigError(
+            f"search={search.name} needs a space with baseline moves; {space.name} has none yet"
+        )
+    if space.evaluates_code and cfg.benchmark.name != "digits":
+        raise ConfigError(
+            f"space={space.name} trains each candidate's own code: use benchmark=digits "
+            f"(benchmark={cfg.benchmark.name} scores arch strings only)"
+        )
+    if search.name == "llmatic":
+        try:
+            space.stop(scope=cfg.llm.scope)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     # Device requests fail here, not after minutes of setup (or inside a sandboxed child).
     devices = [("benchmark.device", cfg.benchmark.get("device"))]
     if search.name == "llmatic" and cfg.llm.backend == "transformers":
@@ -379,9 +393,15 @@ def failure_hint(cfg: DictConfig, kind: str, seed: bool) -> str:
             f"{bench.get('device')} and the benchmark's data"
         )
     # Only the seed's failure stops a run for a kind that blames the code (FailFast).
+    seed_arch = cfg.get("space", {}).get("seed_arch")
+    seed_network = (
+        f"benchmark.seed_arch={seed_arch}"
+        if seed_arch is not None
+        else f"the seed network of {cfg.space.get('_target_', 'the space')}"
+    )
     return (
-        f"benchmark={bench.name} cannot map or score benchmark.seed_arch="
-        f"{bench.seed_arch}: check it and the benchmark's data"
+        f"benchmark={bench.name} cannot map or score {seed_network}: check it and the "
+        "benchmark's data"
     )
 
 

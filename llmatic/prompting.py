@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from llmatic.llm.base import Generation, GenerationRequest
@@ -39,3 +40,27 @@ class Prompter(Protocol):
     def to_code(self, request: GenerationRequest, generation: Generation) -> str:
         """The candidate's source code; raises ``CandidateError`` if there is none."""
         ...
+
+
+#: How a prompt is written: the instruction as a docstring after the code (``completion``,
+#: for base models), or the same content as a user message in the model's chat template.
+FORMATS = ("completion", "chat")
+
+
+def check_prompt_settings(
+    *,
+    mutation_prompts: Sequence[str],
+    prompt_format: str,
+    chat_template: Callable[[str], str] | None,
+) -> None:
+    """The checks every prompter makes of its settings.
+
+    Raises:
+        ValueError: An unknown format, ``chat`` without a template, or no mutation prompt.
+    """
+    if prompt_format not in FORMATS:
+        raise ValueError(f"prompt_format must be one of {FORMATS}, got {prompt_format!r}")
+    if prompt_format == "chat" and chat_template is None:
+        raise ValueError("prompt_format='chat' needs a chat_template (the model has none?)")
+    if not mutation_prompts:
+        raise ValueError("mutation_prompts must not be empty")

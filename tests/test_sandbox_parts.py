@@ -85,9 +85,7 @@ def test_a_check_that_raises_becomes_bad_result() -> None:
     def refuse(value: dict) -> dict:
         raise KeyError("arch")
 
-    with Sandbox(
-        limits=SandboxLimits(wall_time_s=10.0), preload=[sandbox_targets.__name__]
-    ) as box:
+    with Sandbox(limits=SandboxLimits(wall_time_s=10.0), preload=[sandbox_targets.__name__]) as box:
         result = box.run(f"{sandbox_targets.__name__}:echo", {"n": 1}, check=refuse)
         kept = box.run(f"{sandbox_targets.__name__}:echo", {"n": 2}, check=lambda v: v)
     assert (result.ok, result.error_kind, result.value) == (False, "bad_result", None)

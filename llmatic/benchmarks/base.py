@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from llmatic.sandbox import results
+
+#: What :meth:`llmatic.measures.NetworkMeasures.as_dict` holds.
+MEASURE_KEYS = ("flops", "depth", "width", "params", "width_to_depth", "log10_flops")
 
 
 @dataclass(frozen=True)
@@ -32,3 +37,13 @@ class Benchmark(Protocol):
     def evaluate(self, arch: str) -> ArchEvaluation:
         """Raises ``CandidateError`` when the architecture cannot be evaluated."""
         ...
+
+
+def check_measures(value: Any) -> dict[str, float]:
+    """The parent's check of measures a sandboxed child sent: :data:`MEASURE_KEYS`, finite.
+
+    Raises:
+        ValueError: A key is missing or unknown, or a value is not a finite number.
+    """
+    measures = results.exact_keys(value, MEASURE_KEYS)
+    return {key: results.number(measures[key]) for key in MEASURE_KEYS}

@@ -1,17 +1,20 @@
-"""The quickstart benchmark: NB201 cells trained for real on scikit-learn's digits.
+"""The quickstart benchmark: networks trained for real on scikit-learn's digits.
 
 8x8 grey images, 10 classes, 1,797 images split 60/20/20 into train/validation/test.
-The macro network is NB201's skeleton made small (``channels`` C, ``cells_per_stage`` N).
-Training runs in a sandboxed child process (time and memory limits), on CUDA when
-present.
+Two kinds of network: an NB201 cell, given by its arch string, in NB201's macro skeleton
+made small (``channels`` C, ``cells_per_stage`` N), rebuilt by trusted code
+(:meth:`DigitsBenchmark.evaluate`); or a free-form network, the candidate's own code
+(:meth:`DigitsBenchmark.evaluate_code`). Training runs in a sandboxed child process (time
+and memory limits), on CUDA when present; the data is loaded once, in the zygote
+(:mod:`llmatic.benchmarks._digits_data`).
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from llmatic.benchmarks.base import ArchEvaluation
+from llmatic.benchmarks.base import ArchEvaluation, check_measures
 from llmatic.errors import CandidateError
 from llmatic.sandbox import results
 
@@ -20,8 +23,8 @@ if TYPE_CHECKING:
 
 INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 10
-#: What ``NetworkMeasures.as_dict`` holds.
-MEASURE_KEYS = ("flops", "depth", "width", "params", "width_to_depth", "log10_flops")
+#: The settings of :meth:`DigitsBenchmark.evaluate` that only the macro network uses.
+_MACRO_SETTINGS = ("channels", "cells_per_stage")
 
 
 class DigitsBenchmark:
@@ -68,11 +71,22 @@ class DigitsBenchmark:
         }
 
     def evaluate(self, arch: str) -> ArchEvaluation:
+        """Trains the NB201 macro network of ``arch``, rebuilt by trusted code."""
+        return self._train("train_arch", {"arch": arch, **self.settings})
+
+    def evaluate_code(self, code: str) -> ArchEvaluation:
+        """Trains the network that untrusted ``code`` defines, in the sandbox.
+
+        Raises:
+            CandidateError: The code fails to build, run or train (see :func:`train_code`).
+        """
+        settings = {k: v for k, v in self.settings.items() if k not in _MACRO_SETTINGS}
+        return self._train("train_code", {"code": code, **settings})
+
+    def _train(self, target: str, payload: dict) -> ArchEvaluation:
         start = time.perf_counter()
         result = self.sandbox.run(
-            "llmatic.benchmarks.digits:train_arch",
-            {"arch": arch, **self.settings},
-            check=check_train_result,
+            f"llmatic.benchmarks.digits:{target}", payload, check=check_train_result
         )
         if not result.ok:
             raise CandidateError(result.error_kind or "exception", result.error or "")
@@ -94,13 +108,12 @@ def check_train_result(value: dict) -> dict:
     value = results.exact_keys(
         value, ["val_accuracy", "test_accuracy", "train_loss", "train_seconds", "measures"]
     )
-    measures = results.exact_keys(value["measures"], MEASURE_KEYS)
     return {
         "val_accuracy": results.number(value["val_accuracy"], low=0.0, high=100.0),
         "test_accuracy": results.number(value["test_accuracy"], low=0.0, high=100.0),
         "train_loss": results.number(value["train_loss"]),
         "train_seconds": results.number(value["train_seconds"], low=0.0),
-        "measures": {key: results.number(measures[key]) for key in MEASURE_KEYS},
+        "measures": check_measures(value["measures"]),
     }
 
 
@@ -108,11 +121,7 @@ def train_arch(payload: dict) -> dict:
     """Sandbox target: trains the network of ``payload["arch"]`` on digits and scores it."""
     import torch
 
-    from llmatic.benchmarks._digits_data import SPLITS
-    from llmatic.devices import resolve_device
-    from llmatic.measures import measure_network
     from llmatic.nb201.network import ArchCell, CellNetwork
-    from llmatic.training import train_classifier
 
     torch.manual_seed(payload["seed"])
     arch = payload["arch"]
@@ -124,8 +133,52 @@ def train_arch(payload: dict) -> dict:
         num_classes=NUM_CLASSES,
         reduction="pool",
     )
-    measures = measure_network(network, INPUT_SHAPE).as_dict()
+    return _train_and_score(network, payload, untrusted=False)
+
+
+def train_code(payload: dict, *, static_check: bool = True) -> dict:
+    """Sandbox target: trains the untrusted network of ``payload["code"]`` on digits.
+
+    The code defines a class whose constructor takes no argument (see
+    :func:`llmatic.spaces.freeform_inspect.build_network`); its output shape is checked
+    before training. ``static_check=False`` (never from a payload: only the tests' own
+    target sets it) skips the static check of the code.
+
+    Raises:
+        CandidateError: What building the network raises; ``training_error`` when the
+            loss becomes NaN or infinite; ``forward_error`` (or ``out_of_memory``) when the
+            code raises while it is measured or trained.
+    """
+    import torch
+
+    from llmatic.spaces.freeform_inspect import build_network
+
+    torch.manual_seed(payload["seed"])
+    network = build_network(
+        payload["code"],
+        input_shape=INPUT_SHAPE,
+        num_classes=NUM_CLASSES,
+        static_check=static_check,
+    )
+    return _train_and_score(network, payload, untrusted=True)
+
+
+def _train_and_score(network: Any, payload: dict, *, untrusted: bool) -> dict:
+    """Measures and trains ``network`` with ``payload``'s settings; the targets' result.
+
+    ``untrusted``: the network is a candidate's own code, so whatever it raises is its
+    fault (``forward_error``); a trusted network's exception is a bug (``exception``).
+    """
+    import torch
+
+    from llmatic.benchmarks._digits_data import SPLITS
+    from llmatic.devices import resolve_device
+    from llmatic.measures import measure_network
+    from llmatic.network_code import candidate_failure
+    from llmatic.training import train_classifier
+
     try:
+        measures = measure_network(network, INPUT_SHAPE).as_dict()
         result = train_classifier(
             network,
             train=SPLITS["train"],
@@ -140,6 +193,10 @@ def train_arch(payload: dict) -> dict:
         )
     except FloatingPointError as err:
         raise CandidateError("training_error", str(err)) from None
+    except Exception as err:
+        if not untrusted:
+            raise
+        raise candidate_failure("forward_error", err) from None
     return {
         "val_accuracy": result.val_accuracy,
         "test_accuracy": result.test_accuracy,

@@ -19,6 +19,10 @@ _START = re.compile(r"(import\s|from\s+[\w.]+\s+import\s|class\s|def\s|async\s+d
 _CLASS_LINE = re.compile(r"^[ \t]*class\s+\w+\s*[(:]", re.MULTILINE)
 _FENCE = re.compile(r"^[ \t]*(```|~~~)")
 
+#: Stop sequences that end a completion writing a whole class: a next class, a docstring
+#: or comment at the top level, a main block, a long gap, a closing fence.
+CLASS_STOP = ("\nclass ", '\n"""', "\n#", "\nif __name__", "\n\n\n", "```")
+
 _KEPT = (
     ast.Import,
     ast.ImportFrom,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Container, MutableMapping, Sequence
 
 from llmatic.errors import CandidateError
 from llmatic.llm.base import Generation, GenerationRequest
-from llmatic.llm.extraction import extract_class_code
+from llmatic.llm.extraction import CLASS_STOP, extract_class_code
 from llmatic.nb201.cell import (
     CELL_CLASS_NAME,
     CELL_FORWARD,
@@ -32,15 +32,15 @@ from llmatic.nb201.cell import (
     format_arch,
 )
 from llmatic.nb201.ops import OP_NAMES
+from llmatic.prompting import check_prompt_settings
 
 SCOPES = ("edges", "class")
-FORMATS = ("completion", "chat")
 _EDGE_PREFILL = CELL_HEADER + '        self.edge_0_1 = OPS["'
 
 #: Stop sequences that end a completion, per scope.
 STOP = {
     "edges": ("\n\n", "def ", "\nclass ", '"""', "```"),
-    "class": ("\nclass ", '\n"""', "\n#", "\nif __name__", "\n\n\n", "```"),
+    "class": CLASS_STOP,
 }
 
 
@@ -253,12 +253,11 @@ class CellPrompter:
     ) -> None:
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-        if prompt_format not in FORMATS:
-            raise ValueError(f"prompt_format must be one of {FORMATS}, got {prompt_format!r}")
-        if prompt_format == "chat" and chat_template is None:
-            raise ValueError("prompt_format='chat' needs a chat_template (the model has none?)")
-        if not mutation_prompts:
-            raise ValueError("mutation_prompts must not be empty")
+        check_prompt_settings(
+            mutation_prompts=mutation_prompts,
+            prompt_format=prompt_format,
+            chat_template=chat_template,
+        )
         self.mutation_prompts = list(mutation_prompts)
         self.crossover_prompt = crossover_prompt
         self.scope = scope

@@ -38,8 +38,9 @@ class FailFast:
     Two rules, checked at the end of every iteration (after the iteration is recorded and
     checkpointed, so that nothing finished is lost):
 
-    1. **The seed network failed**, for any reason. The seed (``benchmark.seed_arch``) is
-       trusted code from the config, a valid architecture of the space: if it cannot be
+    1. **The seed network failed**, for any reason. The space's seed network
+       (``benchmark.seed_arch`` for NB201) is trusted code from the config, a valid
+       network of the space: if it cannot be
        mapped and scored, the sandbox or the benchmark is broken, and LLMatic has nothing
        to search from (its archive stays empty, its children are edits of a network that
        never ran).
@@ -99,7 +100,7 @@ class FailFast:
                     kind = candidate.error_kind or "exception"
                     raise SearchAborted(
                         self._message(
-                            f"the seed network (candidate {candidate.id}, benchmark.seed_arch) "
+                            f"the seed network (candidate {candidate.id}) "
                             f"failed with {kind}",
                             candidate,
                             kind,

@@ -54,10 +54,16 @@ class SearchSpace(ABC):
         name: Short name (``conf/space/NAME.yaml``).
         sandbox_preload: Modules the sandbox's zygote imports once for
             :meth:`identify_call`'s target.
+        has_baseline_moves: Whether :meth:`random_key`, :meth:`mutate_key` and
+            :meth:`code_of` work (random search and REA need them).
+        evaluates_code: Whether :meth:`evaluate` trains the candidate's own code (the
+            benchmark must be able to), rather than scoring the key.
     """
 
     name: str
     sandbox_preload: tuple[str, ...] = ()
+    has_baseline_moves: bool = True
+    evaluates_code: bool = False
 
     @abstractmethod
     def seed_code(self) -> str:
