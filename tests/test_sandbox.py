@@ -10,6 +10,7 @@ import resource
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -495,3 +496,24 @@ except OSError:
         assert (data / "table.txt").read_text() == "42"
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_new_sandbox_sweeps_the_groups_of_dead_zygotes() -> None:
+    """Groups a killed zygote could not remove go when the next sandbox starts."""
+    from llmatic.sandbox._cgroup import CgroupRoot
+
+    probe, note = CgroupRoot.detect(f"llmatic-{os.getpid()}")
+    if probe is None:
+        pytest.skip(f"no cgroup per call here: {note}")
+    probe.close()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer exists
+    stale = [
+        os.path.join(os.path.dirname(parent), f"llmatic-{gone.pid}", "call-1")
+        for parent in set(probe.parents.values())
+    ]
+    for folder in stale:
+        os.makedirs(folder)
+    with Sandbox(limits=SandboxLimits(wall_time_s=10.0), preload=[TARGETS]) as box:
+        assert run(box, "result = {}").ok
+    assert not any(os.path.exists(os.path.dirname(folder)) for folder in stale)

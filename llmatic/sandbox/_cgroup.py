@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 
 _CONTROLLERS = ("memory", "pids")
+#: The folder a zygote makes for its calls' groups (``CgroupRoot.detect``'s ``name``).
+_ZYGOTE_GROUP = re.compile(r"llmatic-(\d+)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class CgroupRoot:
         if len(v1) == len(_CONTROLLERS):
             try:
                 for directory in v1.values():
+                    sweep_stale(os.path.dirname(directory))
                     os.makedirs(directory, exist_ok=True)
                 return cls(1, v1), None
             except OSError as err:
@@ -69,6 +73,7 @@ class CgroupRoot:
             if not set(_CONTROLLERS) <= set(available):
                 return None, f"cgroup v2 has no {' and '.join(_CONTROLLERS)} controllers here"
             directory = os.path.join(own, name)
+            sweep_stale(own)
             os.makedirs(directory, exist_ok=True)
             with open(os.path.join(directory, "cgroup.subtree_control"), "w") as file:
                 file.write(" ".join(f"+{c}" for c in _CONTROLLERS))
@@ -130,6 +135,39 @@ class CgroupRoot:
         for directory in set(self.parents.values()):
             with contextlib.suppress(OSError):
                 os.rmdir(directory)
+
+
+def sweep_stale(parent: str) -> None:
+    """Removes the groups of zygotes that are gone (killed before they could clean up).
+
+    Only ``llmatic-<pid>`` folders whose process no longer exists, and within them only
+    call groups that hold no process; never raises.
+    """
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return
+    for entry in entries:
+        match = _ZYGOTE_GROUP.fullmatch(entry)
+        if match is None or _alive(int(match[1])):
+            continue
+        folder = os.path.join(parent, entry)
+        with contextlib.suppress(OSError):
+            for call in os.listdir(folder):
+                if os.path.isdir(os.path.join(folder, call)):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.join(folder, call))  # refused while processes live
+            os.rmdir(folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def join(directories: list[str]) -> None:
