@@ -46,6 +46,7 @@ from llmatic.emitters import (
 from llmatic.errors import ENVIRONMENT_KINDS
 from llmatic.evaluation import Evaluator
 from llmatic.llm.base import LLMBackend
+from llmatic.prompting import PromptSettings
 from llmatic.recording import RunRecorder, summarize
 from llmatic.sandbox import Sandbox, SandboxLimits
 from llmatic.search.fail_fast import DEFAULT_AFTER, FailFast
@@ -446,15 +447,16 @@ def build_phases(
             None,
         )
     llm = llm if llm is not None else build_llm(cfg, space=space)
-    prompter = space.prompter(
+    settings = PromptSettings(
         mutation_prompts=list(cfg.prompts.mutation),
         crossover_prompt=cfg.prompts.crossover,
         scope=cfg.llm.scope,
         prompt_format=cfg.llm.prompt_format,
         chat_template=getattr(llm, "format_chat", None),
         constrained=cfg.llm.constrained,
-        avoid=evaluator.evaluated_keys if search.avoid_evaluated else frozenset(),
     )
+    avoid = evaluator.evaluated_keys if search.avoid_evaluated else frozenset()
+    prompter = space.prompter(settings, avoid=avoid)
     prompt_archive = PromptArchive(
         prompts=[*prompter.mutation_prompts, prompter.crossover_prompt],
         temperature_bins=search.temperature_bins,

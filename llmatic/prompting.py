@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from llmatic.llm.base import Generation, GenerationRequest
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How the LLM is asked, whatever the space (``prompts`` and ``llm`` config groups).
+
+    Attributes:
+        mutation_prompts: Mutation instructions (prompt id = position).
+        crossover_prompt: The crossover instruction.
+        scope: What the LLM writes (``llm.scope``; the space says which it knows).
+        prompt_format: ``completion`` or ``chat``.
+        chat_template: Wraps a user message in the model's chat format (``chat``).
+        constrained: Whether decoding follows the space's grammar, if it has one.
+    """
+
+    mutation_prompts: Sequence[str]
+    crossover_prompt: str
+    scope: str
+    prompt_format: str
+    chat_template: Callable[[str], str] | None
+    constrained: bool
 
 
 class Prompter(Protocol):

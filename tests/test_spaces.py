@@ -46,7 +46,7 @@ class WordSpace(SearchSpace):
     def stop(self, *, scope: str) -> tuple[str, ...]:
         return ()
 
-    def prompter(self, **settings):  # pragma: no cover - no LLM here
+    def prompter(self, settings, *, avoid):  # pragma: no cover - no LLM here
         raise NotImplementedError
 
     def identify_call(self, *, code: str) -> SandboxCall:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
+import time
 from dataclasses import dataclass
 
 _CONTROLLERS = ("memory", "pids")
@@ -168,6 +170,28 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def kill_and_remove(directories: list[str], timeout_s: float = 2.0) -> None:
+    """SIGKILLs every process in a dead zygote's call groups, then removes them (and the
+    zygote's folder, once empty). The parent's last resort; never raises."""
+    until = time.monotonic() + timeout_s
+    for directory in directories:
+        while time.monotonic() < until:
+            try:
+                with open(os.path.join(directory, "cgroup.procs")) as file:
+                    pids = [int(line) for line in file if line.strip()]
+            except (OSError, ValueError):
+                break
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+        for path in (directory, os.path.dirname(directory)):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
 
 
 def join(directories: list[str]) -> None:

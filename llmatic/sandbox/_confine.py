@@ -73,7 +73,8 @@ class _CapData(ctypes.Structure):
 
 
 def readable_paths(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """What a child may read: the interpreter, its packages, loaded packages, ``extra``.
+    """What a child may read: the interpreter, its packages, loaded packages, ``extra``,
+    and the system trees (:func:`llmatic.sandbox._mounts.bind_list`).
 
     Call it in the zygote after the preload imports: the top-level package of every
     loaded module that lives outside the interpreter's trees (the project's own package,
@@ -97,7 +98,9 @@ def readable_paths(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
                 top = os.path.dirname(top)
             found.add(top)
     found.update(os.path.abspath(path) for path in extra)
-    return sorted(found)
+    # Worked out once here, not in every child: the system trees and /etc files are
+    # added, and paths inside another one or missing are dropped.
+    return _mounts.bind_list(found)
 
 
 def _module_files(module: object) -> list[str]:
@@ -231,7 +234,7 @@ def confine(workdir: str, plan: dict[str, Any], *, disk_mb: int, max_files: int)
     if plan["landlock_abi"]:
         readable = None
         if plan["landlock_reads"] or plan["mount_namespace"]:
-            readable = [*_mounts.bind_list(plan["readable"]), *_proc_and_sys(plan)]
+            readable = [*plan["readable"], *_proc_and_sys(plan)]
         _landlock.restrict(workdir, int(plan["landlock_abi"]), readable=readable)
     if plan["seccomp"]:
         _seccomp.install()

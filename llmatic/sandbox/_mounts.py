@@ -74,7 +74,8 @@ def build_root(
 
     Args:
         mountpoint: An empty directory (the call's working directory on the host).
-        readable: Trees and files to bind read-only at their own paths.
+        readable: Trees and files to bind read-only at their own paths, as
+            :func:`bind_list` gives them (none inside another).
         disk_mb: Size of the working directory's tmpfs, in MiB.
         max_files: Inodes of the working directory's tmpfs (files and directories).
         owner: ``[uid, gid]`` that will own the working directory; ``None`` for ours.
@@ -85,7 +86,7 @@ def build_root(
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", mountpoint, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=4096,mode=0755")
     root = mountpoint
-    for path in bind_list(readable):
+    for path in readable:
         _bind(path, root + path, recursive=True)
     for pattern in DEVICES:
         for path in glob.glob(pattern):

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from llmatic.errors import FAILURE_KINDS
+from llmatic.sandbox._cgroup import kill_and_remove
 from llmatic.sandbox._protocol import one_line, parse_target, scrub_env, send_frame
 from llmatic.sandbox._types import SandboxIsolation, SandboxLimits, SandboxResult
 
@@ -466,7 +467,7 @@ def _judge(reader: _Reader, limits: SandboxLimits) -> _Outcome:
         # and what is in its cgroups are killed here.
         if reader.pid is not None:
             _kill_group(reader.pid)
-        _kill_cgroups(reader.cgroups)
+        kill_and_remove(reader.cgroups)
         return "crashed", None, reader.server_error
     report = reader.exit
     status = int(report["status"])
@@ -549,27 +550,6 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-def _kill_cgroups(directories: list[str], timeout_s: float = 2.0) -> None:
-    """SIGKILLs every process in the cgroups until they are empty, then removes them."""
-    until = time.monotonic() + timeout_s
-    for directory in directories:
-        while time.monotonic() < until:
-            try:
-                with open(os.path.join(directory, "cgroup.procs")) as file:
-                    pids = [int(line) for line in file if line.strip()]
-            except (OSError, ValueError):
-                break
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
-        for path in (directory, os.path.dirname(directory)):  # the zygote's, if now empty
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
 
 
 def _kill_group(pid: int) -> None:

@@ -19,13 +19,13 @@ A new space is one subclass, and a ``conf/space/NAME.yaml`` whose ``_target_`` n
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 import numpy as np
 
 from llmatic.benchmarks.base import ArchEvaluation, Benchmark
-from llmatic.prompting import Prompter
+from llmatic.prompting import Prompter, PromptSettings
 
 
 @dataclass(frozen=True)
@@ -74,26 +74,11 @@ class SearchSpace(ABC):
         """Stop sequences of the LLM's completions for a prompt ``scope`` (``llm.scope``)."""
 
     @abstractmethod
-    def prompter(
-        self,
-        *,
-        mutation_prompts: Sequence[str],
-        crossover_prompt: str,
-        scope: str,
-        prompt_format: str,
-        chat_template: Callable[[str], str] | None,
-        constrained: bool,
-        avoid: Container[str],
-    ) -> Prompter:
+    def prompter(self, settings: PromptSettings, *, avoid: Container[str]) -> Prompter:
         """The prompter the LLM emitters share.
 
         Args:
-            mutation_prompts: Mutation instructions (prompt id = position).
-            crossover_prompt: The crossover instruction.
-            scope: What the LLM writes (``llm.scope``; the space says which it knows).
-            prompt_format: ``completion`` or ``chat``.
-            chat_template: Wraps a user message in the model's chat format (``chat``).
-            constrained: Whether decoding follows the space's grammar, if it has one.
+            settings: The prompts and how they are sent.
             avoid: Keys already evaluated (a live view): samples should go elsewhere.
 
         Raises:

@@ -10,12 +10,13 @@ whole networks, which this space does not have.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
 
 import numpy as np
 
 from llmatic.benchmarks.base import ArchEvaluation, Benchmark
 from llmatic.errors import CandidateError
+from llmatic.prompting import PromptSettings
 from llmatic.spaces.base import SandboxCall, SearchSpace
 from llmatic.spaces.freeform_inspect import CLASS_NAME, check_identify_result
 from llmatic.spaces.freeform_prompts import STOP, FreeformPrompter
@@ -83,26 +84,16 @@ class FreeformSpace(SearchSpace):
             )
         return STOP
 
-    def prompter(
-        self,
-        *,
-        mutation_prompts: Sequence[str],
-        crossover_prompt: str,
-        scope: str,
-        prompt_format: str,
-        chat_template: Callable[[str], str] | None,
-        constrained: bool,
-        avoid: Container[str],
-    ) -> FreeformPrompter:
-        self.stop(scope=scope)  # checks the scope
+    def prompter(self, settings: PromptSettings, *, avoid: Container[str]) -> FreeformPrompter:
+        self.stop(scope=settings.scope)  # checks the scope
         # No grammar yet (constrained decoding of network code is later work): decoding
         # is free whatever ``constrained`` says, and nothing steers away from ``avoid``.
         return FreeformPrompter(
-            mutation_prompts=mutation_prompts,
-            crossover_prompt=crossover_prompt,
+            mutation_prompts=settings.mutation_prompts,
+            crossover_prompt=settings.crossover_prompt,
             class_name=CLASS_NAME,
-            prompt_format=prompt_format,
-            chat_template=chat_template,
+            prompt_format=settings.prompt_format,
+            chat_template=settings.chat_template,
         )
 
     def identify_call(self, *, code: str) -> SandboxCall:

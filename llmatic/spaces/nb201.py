@@ -8,7 +8,7 @@ sample and mutate arch strings, NB201's way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from llmatic.nb201.cell import EDGES, arch_to_code, format_arch, parse_arch
 from llmatic.nb201.inspect import check_inspect_result
 from llmatic.nb201.ops import OP_NAMES
 from llmatic.nb201.prompts import STOP, CellPrompter
+from llmatic.prompting import PromptSettings
 from llmatic.spaces.base import SandboxCall, SearchSpace
 
 
@@ -79,24 +80,14 @@ class Nb201Space(SearchSpace):
     def stop(self, *, scope: str) -> tuple[str, ...]:
         return STOP[scope]
 
-    def prompter(
-        self,
-        *,
-        mutation_prompts: Sequence[str],
-        crossover_prompt: str,
-        scope: str,
-        prompt_format: str,
-        chat_template: Callable[[str], str] | None,
-        constrained: bool,
-        avoid: Container[str],
-    ) -> CellPrompter:
+    def prompter(self, settings: PromptSettings, *, avoid: Container[str]) -> CellPrompter:
         return CellPrompter(
-            mutation_prompts=mutation_prompts,
-            crossover_prompt=crossover_prompt,
-            scope=scope,
-            prompt_format=prompt_format,
-            chat_template=chat_template,
-            constrained=constrained,
+            mutation_prompts=settings.mutation_prompts,
+            crossover_prompt=settings.crossover_prompt,
+            scope=settings.scope,
+            prompt_format=settings.prompt_format,
+            chat_template=settings.chat_template,
+            constrained=settings.constrained,
             min_changes=self.min_changes,
             max_changes=self.max_changes,
             avoid=avoid,
