@@ -1,8 +1,9 @@
 """Runs every benchmark in ``benchmarks/``, one after the other, with this interpreter.
 
 ``python -m benchmarks.run_all`` runs ``sandbox_overhead`` (~1 min), ``edit_quality``
-(~10 min on 2 CPU cores), ``soak`` (~1 min; needs the NB201 table) and ``llm_throughput``
-(~8 min); ``--all`` adds ``cell_prompt_validity`` (~25 min) and ``nb201_speed`` (one
+(~10 min on 2 CPU cores), ``freeform_edit_quality`` (~5 min), ``soak`` (~1 min; needs the
+NB201 table) and ``llm_throughput`` (~8 min); ``cuda_sandbox_check`` says "no CUDA here"
+without a GPU; ``--all`` adds ``cell_prompt_validity`` (~25 min) and ``nb201_speed`` (one
 2,000-evaluation NB201 search, ~40-60 min). ``--only NAME ...`` picks benchmarks by name. Each
 writes its figures to ``benchmarks/results/``; this prints which ran, how long each took
 and which result files they (re)wrote. ``make bench`` calls it.
@@ -27,6 +28,8 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     # as a script, as its docstring says (so is cell_prompt_validity).
     "sandbox_overhead": ([str(HERE / "sandbox_overhead.py")], False),
     "edit_quality": (["-m", "benchmarks.edit_quality"], False),
+    "freeform_edit_quality": (["-m", "benchmarks.freeform_edit_quality"], False),
+    "cuda_sandbox_check": (["-m", "benchmarks.cuda_sandbox_check"], False),
     "soak": (["-m", "benchmarks.soak"], False),
     "llm_throughput": (["-m", "benchmarks.llm_throughput"], False),
     "cell_prompt_validity": ([str(HERE / "cell_prompt_validity.py")], True),

@@ -115,7 +115,7 @@ def soak(candidates: int, table: Path) -> dict[str, Any]:
 
     from hydra import compose, initialize_config_dir
 
-    from llmatic.experiment import run_experiment
+    from llmatic.run import run_experiment
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from llmatic.comparison import DEFAULT_BASELINES, DEFAULT_BUDGETS, NoRunsError, compare
+from llmatic.analysis.comparison import DEFAULT_BASELINES, DEFAULT_BUDGETS, NoRunsError, compare
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from llmatic.plotting import plot_run
+from llmatic.analysis.plotting import plot_run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,9 +23,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from llmatic.checkpoint import CheckpointError
-from llmatic.experiment import ConfigError, resume_config, run_experiment
 from llmatic.llm.models import ModelNotFoundError
 from llmatic.llm.openai_backend import LLMServerError
+from llmatic.run import ConfigError, resume_config, run_experiment
 from llmatic.search.fail_fast import SearchAborted
 
 log = logging.getLogger("llmatic")

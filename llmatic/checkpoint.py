@@ -7,7 +7,7 @@ population, ...), the evaluator's count and de-duplication tables, the prompter'
 ``proposed`` keys, the iteration, the rows of ``metrics.csv``, the global random states
 (Python, NumPy, torch) and the LLM backend's sampling counter. It holds no model weights,
 no sandbox and no benchmark: a resumed run rebuilds those from the run's ``config.yaml``
-(:func:`llmatic.experiment.run_experiment` with ``resume=True``) and then loads the
+(:func:`llmatic.run.run_experiment` with ``resume=True``) and then loads the
 state into them with :func:`restore`.
 
 The file is one line of JSON (format name and version, iteration, whether the run

@@ -55,3 +55,7 @@ class CandidateError(Exception):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message says which and how to fix it."""

@@ -36,9 +36,10 @@ class Prompter(Protocol):
     Attributes:
         mutation_prompts: The mutation instructions; prompt id ``i`` is entry ``i``.
         crossover_prompt: The crossover instruction (prompt id ``len(mutation_prompts)``).
-        proposed: Keys of the networks its samples have spelled so far (empty for a
-            space without a grammar). The checkpoint saves it and refills it in place,
-            because a grammar's steering may hold a live view of it.
+        proposed: What its constrained samples have spelled so far, for the grammar to
+            steer away from (NB201: arch strings; free form: class bodies; empty without
+            a grammar). The checkpoint saves it and refills it in place, because a
+            grammar's steering may hold a live view of it.
     """
 
     mutation_prompts: list[str]

@@ -12,8 +12,8 @@ import pytest
 from test_experiment import compose_cfg
 
 from experiments.compare import main as compare_main
-from llmatic.experiment import run_experiment
 from llmatic.nb201.cell import EDGES, format_arch, parse_arch
+from llmatic.run import run_experiment
 from llmatic.spaces.nb201 import mutate_arch, random_arch
 
 TINY_OPS = ("none", "nor_conv_3x3")

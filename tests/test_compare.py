@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from experiments.compare import main
-from llmatic.comparison import (
+from llmatic.analysis.comparison import (
     NoRunsError,
     best_so_far_index,
     compare,

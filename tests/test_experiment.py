@@ -12,7 +12,7 @@ from conftest import ScriptedLLM, edges_completion
 from hydra import compose, initialize_config_dir
 from ribs.archives import GridArchive
 
-from llmatic.experiment import ConfigError, run_experiment, validate_config
+from llmatic.run import ConfigError, run_experiment, validate_config
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -170,3 +170,12 @@ def test_nasbench201_config_errors_are_clear(tmp_path):
     cfg = compose_cfg("+exp=nasbench201", f"benchmark.table={tmp_path / 'missing.csv'}")
     with pytest.raises(ConfigError, match="benchmark.table: .*convert"):
         run_experiment(cfg, tmp_path / "run", llm=ScriptedLLM(["x"]))
+
+
+def test_sandbox_children_are_cuda_children_only_when_the_benchmark_trains_on_cuda():
+    from llmatic.run.config import sandbox_limits
+
+    assert sandbox_limits(compose_cfg("benchmark.device=cpu")).cuda is False
+    assert sandbox_limits(compose_cfg("+sandbox.cuda=true")).cuda is True  # said outright
+    auto = sandbox_limits(compose_cfg("benchmark.device=auto"))
+    assert auto.cuda is torch.cuda.is_available()

@@ -11,11 +11,11 @@ import pytest
 from conftest import ScriptedLLM, edges_completion
 from test_experiment import GOOD, compose_cfg, read_candidates
 
-import llmatic.experiment as experiment
+import llmatic.run.experiment as experiment
 from llmatic.benchmarks.base import ArchEvaluation
 from llmatic.candidate import CandidateStore
 from llmatic.errors import ENVIRONMENT_KINDS, CandidateError
-from llmatic.experiment import ConfigError, run_experiment, validate_config
+from llmatic.run import ConfigError, run_experiment, validate_config
 from llmatic.search.fail_fast import FailFast, SearchAborted
 
 ROOT = Path(__file__).resolve().parents[1]

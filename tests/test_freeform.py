@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from llmatic.benchmarks.digits import check_train_result
 from llmatic.errors import CandidateError
-from llmatic.experiment import ConfigError, run_experiment, validate_config
+from llmatic.run import ConfigError, run_experiment, validate_config
 from llmatic.sandbox import Sandbox, SandboxLimits
 from llmatic.spaces import FreeformSpace
 from llmatic.spaces.freeform_inspect import check_identify_result, identify_network
@@ -130,14 +130,31 @@ def compose_freeform(*overrides: str):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("search=random", "search=random needs a space with baseline moves; freeform has none"),
-        ("search=rea", "search=rea needs a space with baseline moves"),
         ("llm.scope=edges", "set llm.scope=class"),
     ],
 )
 def test_what_the_space_cannot_do_is_a_config_error(override, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(compose_freeform(override))
+
+
+@pytest.mark.parametrize("search", ["random", "rea"])
+def test_the_baselines_search_the_grammars_networks(search, tmp_path):
+    overrides = [f"search={search}", "search.budget=8", "benchmark.epochs=1"]
+    if search == "rea":
+        overrides += ["search.population_size=3", "search.tournament_size=2"]
+    summary = run_experiment(compose_freeform(*overrides, "output.plots=false"), tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
+    proposed = [row for row in rows if row["operator"] == search]
+    assert summary["evaluations"] == 8
+    assert {row["status"] for row in proposed} <= {"evaluated", "duplicate", "skipped"}
+    assert all(row["code"].startswith("class Net(nn.Module):") for row in proposed)
+    # Identified in the sandbox like the LLM's code: graph keys, not texts.
+    assert all(len(row["arch"]) == 32 for row in proposed if row["status"] != "skipped")
+    if search == "rea":  # past its population, REA mutates its members
+        children = [row for row in proposed if row["parent_ids"]]
+        assert children
+        assert all(row["code"] != rows[row["parent_ids"][0]]["code"] for row in children)
 
 
 def test_a_short_run_trains_the_candidates_own_code(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from llmatic.experiment import run_experiment
+from llmatic.run import run_experiment
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -255,7 +255,7 @@ def test_client_errors_fail_at_once(serve, status, payload, detail):
 def test_build_llm_reads_conf_llm_openai():
     from hydra import compose, initialize_config_dir
 
-    from llmatic.experiment import build_llm
+    from llmatic.run.build import build_llm
 
     conf = str(Path(__file__).resolve().parents[1] / "conf")
     with initialize_config_dir(config_dir=conf, version_base="1.3"):

@@ -1,11 +1,11 @@
-"""Per-prompt evidence from candidates.jsonl (llmatic.prompt_stats)."""
+"""Per-prompt evidence from candidates.jsonl (llmatic.analysis.prompt_stats)."""
 
 from __future__ import annotations
 
 import json
 import math
 
-from llmatic.prompt_stats import prompt_markdown, prompt_stats
+from llmatic.analysis.prompt_stats import prompt_markdown, prompt_stats
 
 
 def _write(run_dir, candidates):

@@ -65,6 +65,43 @@ def test_default_run_with_a_tiny_budget_writes_every_file(tmp_path):
     assert re.search(r"llm: smollm2-135m on (cpu|cuda\S*) in (bfloat16|float32)", log)
 
 
+@pytest.mark.slow
+def test_the_freeform_quickstart_writes_valid_networks_with_the_embedded_model(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.run",
+            "+exp=freeform_digits",
+            "search.budget=8",
+            "search.init_children=4",
+            "search.batch_size=4",
+            "benchmark.epochs=1",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("plots/network_archive.png", "plots/prompt_archive.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["evaluations"] == 8
+    # Under the network-code grammar every sample of SmolLM2-135M builds and trains
+    # (free, it writes almost none).
+    assert summary["valid_code_rate"] == 1.0
+    candidates = [
+        json.loads(line) for line in (run_dir / "candidates.jsonl").read_text().splitlines()
+    ]
+    made = [c for c in candidates if c["operator"] in ("init", "mutation", "crossover")]
+    assert made and all(c["code"].startswith("class Net(nn.Module):") for c in made)
+    assert summary["network_archive"]["filled_cells"] >= 2
+
+
 def test_a_bad_config_value_stops_with_one_clear_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "experiments.run", "search.budget=-1", f"hydra.run.dir={tmp_path}"],

@@ -21,9 +21,9 @@ from hydra import compose, initialize_config_dir
 
 from llmatic.checkpoint import CHECKPOINT_FILE, FORMAT_VERSION, CheckpointError, read_header
 from llmatic.evaluation import Evaluator
-from llmatic.experiment import ConfigError, resume_config, run_experiment
 from llmatic.nb201.cell import EDGES, format_arch
 from llmatic.nb201.ops import OP_NAMES
+from llmatic.run import ConfigError, resume_config, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")

@@ -56,16 +56,34 @@ REPO = Path(__file__).resolve().parents[1]
 WALL_S = 2.0
 
 
-def cell(*, top: str = "", init: str = "", forward: str = "") -> str:
-    """The cell of ARCH with hostile lines at the top, in ``__init__`` and in ``forward``."""
-    code = arch_to_code(ARCH)
-    if init:
-        head = "        super().__init__()\n"
-        code = code.replace(head, head + textwrap.indent(textwrap.dedent(init), " " * 8))
-    if forward:
-        first = "        x1 = self.edge_0_1(x0)\n"
-        code = code.replace(first, textwrap.indent(textwrap.dedent(forward), " " * 8) + first)
-    return textwrap.dedent(top) + code
+@dataclass(frozen=True)
+class Cell:
+    """Hostile lines (dedented) for the top, ``__init__`` and ``forward`` of ARCH's cell.
+
+    Kept apart from the cell so that other tests can put them into another network
+    (tests/test_sandbox_adversarial_training.py: the free-form training path).
+    """
+
+    top: str = ""
+    init: str = ""
+    forward: str = ""
+
+    @property
+    def code(self) -> str:
+        """The cell of ARCH with the lines at the top, in ``__init__`` and in ``forward``."""
+        code = arch_to_code(ARCH)
+        if self.init:
+            head = "        super().__init__()\n"
+            code = code.replace(head, head + textwrap.indent(self.init, " " * 8))
+        if self.forward:
+            first = "        x1 = self.edge_0_1(x0)\n"
+            code = code.replace(first, textwrap.indent(self.forward, " " * 8) + first)
+        return self.top + code
+
+
+def cell(*, top: str = "", init: str = "", forward: str = "") -> Cell:
+    """The hostile lines of one case (see :class:`Cell`)."""
+    return Cell(textwrap.dedent(top), textwrap.dedent(init), textwrap.dedent(forward))
 
 
 # Placeholders, filled in per run: @HOME@ and @PROJECT@ are world-writable fake folders
@@ -91,6 +109,7 @@ class Hostile:
             ``"ok"`` when the code runs to the end but its attempts fail); empty when
             the case needs no bypass (the static check does not stop it).
         stopped_by: What stops it behind the static check (for the docs table).
+        lines: The hostile lines themselves, that ``code`` puts into the cell.
     """
 
     id: str
@@ -98,12 +117,13 @@ class Hostile:
     checked: str
     bypassed: frozenset[str] = frozenset()
     stopped_by: str = ""
+    lines: Cell = Cell()
 
 
 def hostile(
-    id: str, code: str, checked: str, bypassed: set[str] | None = None, stopped_by: str = ""
+    id: str, lines: Cell, checked: str, bypassed: set[str] | None = None, stopped_by: str = ""
 ) -> Hostile:
-    return Hostile(id, code, checked, frozenset(bypassed or ()), stopped_by)
+    return Hostile(id, lines.code, checked, frozenset(bypassed or ()), stopped_by, lines)
 
 
 SPIN = "def spin():\n    while True:\n        pass\n"
@@ -579,13 +599,14 @@ CASES = [
         cell(
             top="import os\n",
             init="""
-            for _ in range(3000):
+            for _ in range(1200):  # past Python's recursion limit and PATH_MAX many times
                 os.mkdir('d' * 250)
                 os.chdir('d' * 250)
             """,
         ),
         "forbidden_code",
-        {"ok", "build_error"},
+        # "timeout": on a loaded machine the wall clock may stop it first (also contained).
+        {"ok", "build_error", "timeout"},
         "the call's tmpfs vanishes with it; the zygote's removal needs no recursion",
     ),
     hostile(
@@ -876,6 +897,13 @@ def world() -> Iterator[World]:
 def sandbox(world: World, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A sandbox with a private root per call, and one on the host's filesystem (the
     fallback where the private root cannot be had), so that both plans face every case."""
+    with hostile_sandbox(world, request.param == "private-root", [TARGETS]) as box:
+        yield box
+
+
+def hostile_sandbox(world: World, private_root: bool, preload: list[str]) -> Sandbox:
+    """This file's sandbox (limits, secret in the environment, calls under the world's
+    temp_root), preloading ``preload``; enter it to start it."""
     limits = SandboxLimits(
         wall_time_s=WALL_S,
         memory_mb=2048,
@@ -884,14 +912,12 @@ def sandbox(world: World, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
         max_file_mb=8,
         disk_mb=16,
         max_files=512,
-        private_root=request.param == "private-root",
+        private_root=private_root,
     )
     _OTHERS.update(child.pid for child in psutil.Process().children(recursive=True))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SECRET_NAME, SECRET)  # in the parent's environment as the zygote starts
-        box = Sandbox(limits=limits, preload=[TARGETS], temp_root=world.temp_root)
-    with box:
-        yield box
+        return Sandbox(limits=limits, preload=preload, temp_root=world.temp_root)
 
 
 #: Processes the test session had before this module's sandbox (servers of other modules'
@@ -906,6 +932,15 @@ def descendants() -> set[int]:
 
 def assert_unharmed(box: Sandbox, world: World, zygote: int, rss_before: int) -> None:
     """The search can go on, and nothing outside the sandbox changed."""
+    assert_nothing_outside_changed(box, world, zygote, rss_before)
+    control = box.run(f"{TARGETS}:inspect_cell_unchecked", {"code": arch_to_code(CONTROL_ARCH)})
+    assert control.ok and control.value == {"arch": CONTROL_ARCH}, control.error
+
+
+def assert_nothing_outside_changed(
+    box: Sandbox, world: World, zygote: int, rss_before: int
+) -> None:
+    """The zygote is the same, and nothing outside the sandbox changed."""
     assert box.server_pid == zygote and psutil.pid_exists(zygote), "the zygote was replaced"
     until = time.monotonic() + 5.0
     while descendants() != {zygote} and time.monotonic() < until:
@@ -927,8 +962,6 @@ def assert_unharmed(box: Sandbox, world: World, zygote: int, rss_before: int) ->
     assert world.owned.read_text() == "keep my metadata"
     assert sysv_ipc() == world.ipc_before, "a System V IPC object outlived the call"
     assert psutil.Process().memory_info().rss - rss_before < 200 * 2**20
-    control = box.run(f"{TARGETS}:inspect_cell_unchecked", {"code": arch_to_code(CONTROL_ARCH)})
-    assert control.ok and control.value == {"arch": CONTROL_ARCH}, control.error
 
 
 def outcome(result: SandboxResult) -> str:
@@ -971,7 +1004,16 @@ def test_with_the_static_check_bypassed(case: Hostile, sandbox: Sandbox, world: 
     finally:
         world.real_home.unlink(missing_ok=True)
         world.real_project.unlink(missing_ok=True)
-    assert outcome(result) in case.bypassed, result.error
+    assert_held(case, case.bypassed, result, sandbox, world)
+    assert_unharmed(sandbox, world, zygote, rss)
+
+
+def assert_held(
+    case: Hostile, allowed: frozenset[str], result: SandboxResult, sandbox: Sandbox, world: World
+) -> None:
+    """What a bypassed case's result must show: an ``allowed`` outcome, no secret, and the
+    case's own evidence that its attempts failed."""
+    assert outcome(result) in allowed, result.error
     assert result.seconds < WALL_S + 2.0
     assert SECRET not in (result.error or "") and SECRET not in str(result.value)
     assert world.secret_file.read_text() not in str(result.value) + (result.error or "")
@@ -998,7 +1040,6 @@ def test_with_the_static_check_bypassed(case: Hostile, sandbox: Sandbox, world: 
     if case.id == "fork-bomb-counted":
         forked = int(result.error.split("forked ")[1].split()[0])
         assert forked < sandbox.limits.max_processes
-    assert_unharmed(sandbox, world, zygote, rss)
 
 
 def filled(code: str) -> str:

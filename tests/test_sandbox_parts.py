@@ -125,3 +125,50 @@ def test_the_seccomp_program_is_well_formed(machine: str) -> None:
         if code in (0x15, 0x45, 0x35):  # conditional jumps stay inside the program
             assert index + 1 + max(true, false) < len(instructions)
     assert instructions[-1][0] == 0x06  # ends with returns
+
+
+# CUDA children, tested on the CPU (the GPU path's twin): what changes with cuda=True is
+# that the address space is left uncapped (CUDA's start-up reserves tens of GB of it), so
+# the cgroup must still hold host memory, and the device cap must be queued for CUDA's
+# start-up.
+RUN = f"{sandbox_targets.__name__}:run_code"
+LIMITS_CODE = (
+    "import resource, torch\n"
+    "result = {'address_space': resource.getrlimit(resource.RLIMIT_AS)[0],\n"
+    "          'queued': len(torch.cuda._queued_calls)}\n"
+)
+
+
+def test_a_cuda_child_has_no_address_space_cap_but_its_cgroup_still_holds() -> None:
+    cpu_limits = SandboxLimits(wall_time_s=20.0, memory_mb=512, num_threads=1)
+    with Sandbox(limits=cpu_limits, preload=["torch", sandbox_targets.__name__]) as box:
+        cpu = box.run(RUN, {"code": LIMITS_CODE})
+    cuda_limits = SandboxLimits(wall_time_s=20.0, memory_mb=512, num_threads=1, cuda=True)
+    try:
+        box = Sandbox(limits=cuda_limits, preload=["torch", sandbox_targets.__name__])
+    except RuntimeError as err:  # a machine without a cgroup per call: refused, not unguarded
+        assert "cgroup" in str(err)
+        pytest.skip(f"no cgroup per call here: {err}")
+    with box:
+        cuda = box.run(RUN, {"code": LIMITS_CODE})
+        bomb = box.run(RUN, {"code": "x = b'x' * (2 * 1024**3)\nresult = {}\n"})
+    assert cpu.ok and cuda.ok, (cpu.error, cuda.error)
+    assert cpu.value["address_space"] == 512 * 1024 * 1024
+    assert cuda.value["address_space"] == -1  # RLIM_INFINITY
+    assert cuda.value["queued"] == cpu.value["queued"] + 1  # the device-memory cap
+    assert bomb.error_kind == "out_of_memory", bomb.error
+
+
+def test_cuda_children_without_a_cgroup_are_refused_unless_uncapped() -> None:
+    limits = SandboxLimits(wall_time_s=10.0, cuda=True, confine=False)  # no cgroups then
+    with pytest.raises(RuntimeError, match="memory_mb=None"):
+        Sandbox(limits=limits)
+    uncapped = SandboxLimits(wall_time_s=10.0, cuda=True, confine=False, memory_mb=None)
+    with Sandbox(limits=uncapped, preload=[sandbox_targets.__name__]) as box:
+        assert box.run(f"{sandbox_targets.__name__}:echo", {"n": 1}).ok
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5, float("nan")])
+def test_the_gpu_memory_fraction_must_be_a_share(fraction: float) -> None:
+    with pytest.raises(ValueError, match="gpu_memory_fraction"):
+        SandboxLimits(gpu_memory_fraction=fraction)

@@ -8,9 +8,9 @@ import pytest
 from llmatic.benchmarks.base import ArchEvaluation
 from llmatic.candidate import CandidateStore
 from llmatic.evaluation import Evaluator
-from llmatic.nb201.cell import parse_arch
+from llmatic.nb201.cell import arch_to_code, parse_arch
 from llmatic.sandbox import SandboxResult
-from llmatic.spaces import Nb201Space, SandboxCall, SearchSpace
+from llmatic.spaces import Nb201Space, Proposal, SandboxCall, SearchSpace
 
 SEED = "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
 
@@ -28,11 +28,12 @@ def test_nb201_baseline_moves_stay_in_the_space():
     space = Nb201Space(seed_arch=SEED, ops=["none", "skip_connect"])
     rng = np.random.default_rng(0)
     for _ in range(20):
-        key = space.random_key(rng=rng)
-        child = space.mutate_key(key, rng=rng)
-        assert child != key
-        assert set(parse_arch(child).values()) <= {"none", "skip_connect"}
-        assert space.code_of(key).startswith("class Cell(nn.Module):")
+        parent = space.random_network(rng=rng)
+        child = space.mutate_network(code=parent.code, key=parent.key, rng=rng)
+        assert child.key != parent.key
+        assert set(parse_arch(child.key).values()) <= {"none", "skip_connect"}
+        assert parent.code == arch_to_code(parent.key)
+        assert parent.code.startswith("class Cell(nn.Module):")
 
 
 class WordSpace(SearchSpace):
@@ -55,14 +56,12 @@ class WordSpace(SearchSpace):
     def key_of(self, identity: dict) -> str:
         return identity["first"]
 
-    def random_key(self, *, rng: np.random.Generator) -> str:
-        return str(rng.integers(10))
+    def random_network(self, *, rng: np.random.Generator) -> Proposal:
+        key = str(rng.integers(10))
+        return Proposal(code=key, key=key)
 
-    def mutate_key(self, key: str, *, rng: np.random.Generator) -> str:
-        return key + "'"
-
-    def code_of(self, key: str) -> str:
-        return key
+    def mutate_network(self, *, code: str, key: str, rng: np.random.Generator) -> Proposal:
+        return Proposal(code=key + "'", key=key + "'")
 
 
 class WordSandbox:

@@ -1,10 +1,10 @@
 """Baselines in the same loop: random search and regularized evolution (REA).
 
-They propose networks of the search space by key (NB201: arch strings), rendered as the
-same code the LLM edits, so that their candidates go through the very same
-de-duplication, budget accounting and archives as LLMatic's. The space says how to sample
-and mutate (:meth:`~llmatic.spaces.SearchSpace.random_key`,
-:meth:`~llmatic.spaces.SearchSpace.mutate_key`).
+They propose networks of the search space as code (NB201: a cell rendered from its arch
+string; free form: a network the grammar writes), so that their candidates go through the
+very same de-duplication, budget accounting and archives as LLMatic's. The space says how
+to sample and mutate (:meth:`~llmatic.spaces.SearchSpace.random_network`,
+:meth:`~llmatic.spaces.SearchSpace.mutate_network`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ribs.emitters import EmitterBase
 
 from llmatic.candidate import CandidateStore
 from llmatic.emitters._state import CheckpointableEmitter
-from llmatic.spaces import SearchSpace
+from llmatic.spaces import Proposal, SearchSpace
 
 
 class _ArchEmitterBase(CheckpointableEmitter, EmitterBase):
@@ -43,11 +43,12 @@ class _ArchEmitterBase(CheckpointableEmitter, EmitterBase):
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
 
-    def _propose(self, keys: list[str], parents: list[tuple[int, ...]]) -> np.ndarray:
-        ids = np.empty(len(keys), dtype=object)
-        for k, (key, parent_ids) in enumerate(zip(keys, parents, strict=True)):
+    def _propose(self, networks: list[Proposal], parents: list[tuple[int, ...]]) -> np.ndarray:
+        ids = np.empty(len(networks), dtype=object)
+        for k, (network, parent_ids) in enumerate(zip(networks, parents, strict=True)):
+            # A known key skips the sandboxed identification; None has the code identified.
             candidate = self.store.new(
-                self.operator, code=self.space.code_of(key), parent_ids=parent_ids, arch=key
+                self.operator, code=network.code, parent_ids=parent_ids, arch=network.key
             )
             ids[k] = candidate.id
         return ids
@@ -68,7 +69,7 @@ class RandomSearchEmitter(_ArchEmitterBase):
 
     def ask(self) -> np.ndarray:
         return self._propose(
-            [self.space.random_key(rng=self.rng) for _ in range(self.batch_size)],
+            [self.space.random_network(rng=self.rng) for _ in range(self.batch_size)],
             [()] * self.batch_size,
         )
 
@@ -114,17 +115,18 @@ class RegularizedEvolutionEmitter(_ArchEmitterBase):
         self.population: deque[tuple[int, str, float]] = deque(maxlen=population_size)
 
     def ask(self) -> np.ndarray:
-        keys, parents = [], []
+        networks, parents = [], []
         for _ in range(self.batch_size):
             if len(self.population) < self.population_size:
-                keys.append(self.space.random_key(rng=self.rng))
+                networks.append(self.space.random_network(rng=self.rng))
                 parents.append(())
                 continue
             picks = self.rng.choice(len(self.population), size=self.tournament_size, replace=False)
             parent_id, parent_key, _ = max((self.population[i] for i in picks), key=lambda m: m[2])
-            keys.append(self.space.mutate_key(parent_key, rng=self.rng))
+            code = self.store[parent_id].code
+            networks.append(self.space.mutate_network(code=code, key=parent_key, rng=self.rng))
             parents.append((parent_id,))
-        return self._propose(keys, parents)
+        return self._propose(networks, parents)
 
     def tell(self, solution, objective, measures, add_info, **fields) -> None:
         for candidate_id in solution:

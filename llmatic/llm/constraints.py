@@ -11,7 +11,7 @@ grammar. This is what makes a 135M-parameter model's edits of NAS-Bench-201 cell
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 
 class VocabularyTrie:
@@ -59,3 +59,20 @@ def allowed_tokens(options: Sequence[str], trie: VocabularyTrie, *, eos_id: int)
     """
     allowed = {token for option in options for token in trie.prefixes_of(option)}
     return sorted(allowed) if allowed else [eos_id]
+
+
+class ContainerUnion:
+    """``x in ContainerUnion(a, b)`` is ``x in a or x in b`` (live views of both).
+
+    Grammars take what to avoid as one container; this joins, say, the evaluated keys
+    and the ones sampled since, without copying either.
+    """
+
+    def __init__(self, *containers: Container[str]) -> None:
+        self.containers = containers
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in c for c in self.containers)
+
+    def __bool__(self) -> bool:
+        return True

@@ -22,6 +22,7 @@ from collections.abc import Callable, Container, MutableMapping, Sequence
 
 from llmatic.errors import CandidateError
 from llmatic.llm.base import Generation, GenerationRequest
+from llmatic.llm.constraints import ContainerUnion
 from llmatic.llm.extraction import CLASS_STOP, extract_class_code
 from llmatic.nb201.cell import (
     CELL_CLASS_NAME,
@@ -268,7 +269,7 @@ class CellPrompter:
         # Every arch any constrained sample has spelled: with ``avoid``, the grammar steers
         # new samples (siblings in the same batch included) away from both.
         self.proposed: set[str] = set()
-        self.avoid = _Union(avoid, self.proposed)
+        self.avoid = ContainerUnion(avoid, self.proposed)
         # The edges each undecided sample has written (weak: a sample cut short leaves none).
         self.claims: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -367,19 +368,6 @@ def _constructor_lines(text: str) -> str:
             break
         kept.append(line)
     return "\n".join(kept) + "\n"
-
-
-class _Union:
-    """``x in _Union(a, b)`` is ``x in a or x in b`` (live views of both)."""
-
-    def __init__(self, *containers: Container[str]) -> None:
-        self.containers = containers
-
-    def __contains__(self, item: object) -> bool:
-        return any(item in c for c in self.containers)
-
-    def __bool__(self) -> bool:
-        return True
 
 
 def _edge_ops(cell_code: str) -> list[str]:

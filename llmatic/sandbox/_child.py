@@ -130,12 +130,31 @@ def _isolate(
         import torch
 
         torch.set_num_threads(int(limits["num_threads"]))
+    if limits.get("cuda") and limits.get("gpu_memory_fraction") is not None:
+        _cap_cuda_memory(float(limits["gpu_memory_fraction"]))
+
+
+def _cap_cuda_memory(fraction: float) -> None:
+    """Caps this process's share of the GPU's memory once it initialises CUDA.
+
+    Queued with torch's own hook for work at CUDA's start-up (how ``torch.cuda``'s seeding
+    waits too), so that a call that never touches the GPU never pays for a context.
+    """
+    import torch
+
+    def cap() -> None:
+        for device in range(torch.cuda.device_count()):
+            torch.cuda.set_per_process_memory_fraction(fraction, device)
+
+    torch.cuda._lazy_call(cap)
 
 
 def _set_rlimits(limits: dict[str, Any]) -> None:
     # No core dumps: a segfaulting candidate must not write gigabytes to disk.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if limits["memory_mb"] is not None:
+    # Not with CUDA, whose start-up reserves tens of GB of address space: the call's
+    # cgroup caps its resident memory instead (the sandbox starts only where it has one).
+    if limits["memory_mb"] is not None and not limits.get("cuda"):
         cap = int(limits["memory_mb"]) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     cpu = max(1, int(-(-float(limits["cpu_time_s"]) // 1)))

@@ -174,7 +174,8 @@ class Sandbox:
 
     Raises:
         ImportError: A preload module cannot be imported.
-        RuntimeError: The zygote failed to start, or cannot confine its children here.
+        RuntimeError: The zygote failed to start, or cannot confine its children here
+            (``limits.cuda`` with a ``memory_mb`` cap needs a cgroup per call).
     """
 
     def __init__(
@@ -195,6 +196,14 @@ class Sandbox:
         self._finalizer: weakref.finalize | None = None
         with self._lock:
             self._ensure_server()
+        if limits.cuda and limits.memory_mb is not None and not self.isolation.cgroup:
+            self.close()
+            raise RuntimeError(
+                "SandboxLimits(cuda=True) caps a child's host memory with a cgroup per call "
+                "(RLIMIT_AS blocks CUDA's start-up), and this machine gives none: run as root "
+                "or where cgroups are delegated, or set memory_mb=None (sandbox.memory_mb=null) "
+                "for no host-memory cap"
+            )
 
     @property
     def limits(self) -> SandboxLimits:

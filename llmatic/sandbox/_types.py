@@ -33,7 +33,8 @@ class SandboxLimits:
             The default of 8192 MiB lets such a network train on a CIFAR-sized data set
             held in memory (0.6 GB as float32) yet turns a memory bomb into a
             ``MemoryError`` long before it can hurt the machine. CUDA reserves tens of GB
-            of address space when it initialises, so set ``None`` for GPU work.
+            of address space when it initialises: with ``cuda`` the address space is
+            left uncapped and the cgroup below is the guard.
             Where the zygote can make a cgroup per call (:attr:`SandboxIsolation.cgroup`),
             the same number also caps the *resident* memory of all the call's processes
             together (and its tmpfs): past it the kernel's OOM killer ends the call, which
@@ -64,6 +65,15 @@ class SandboxLimits:
             ``/proc`` and tmpfs, PID, IPC and mount namespaces. ``False`` keeps the
             host's filesystem (reads confined by Landlock only); for debugging, or for a
             target that needs paths a bind cannot give.
+        cuda: Children may use CUDA (the zygote never initialises it; each child does).
+            ``RLIMIT_AS`` is then not set, because it blocks CUDA's start-up: host memory
+            is capped by the call's cgroup (``memory_mb`` of resident memory), and the
+            sandbox refuses to start where there is no cgroup per call unless
+            ``memory_mb`` is None. Device memory is capped by ``gpu_memory_fraction``.
+        gpu_memory_fraction: With ``cuda``: the share of each GPU's memory one child may
+            allocate (``torch.cuda.set_per_process_memory_fraction``, applied when the
+            child initialises CUDA); past it an allocation raises, and the call ends as
+            ``out_of_memory``. None for no cap.
         confine: Confine each child (an unprivileged user, its own user and network
             namespaces, Landlock write rules; see :mod:`llmatic.sandbox._confine`) as far
             as the platform allows. Only for debugging: ``False`` runs untrusted code
@@ -83,6 +93,8 @@ class SandboxLimits:
     disk_mb: int = 256
     max_files: int = 4096
     private_root: bool = True
+    cuda: bool = False
+    gpu_memory_fraction: float | None = 0.9
     confine: bool = True
 
     def __post_init__(self) -> None:
@@ -96,12 +108,18 @@ class SandboxLimits:
             "max_file_mb": self.max_file_mb,
             "disk_mb": self.disk_mb,
             "max_files": self.max_files,
+            "gpu_memory_fraction": self.gpu_memory_fraction,
         }
         for name, value in checks.items():
             if value is not None and not (isinstance(value, int | float) and value > 0):
                 raise ValueError(f"SandboxLimits.{name} must be positive, got {value!r}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"SandboxLimits.{name} must be finite, got {value!r}")
+        if self.gpu_memory_fraction is not None and self.gpu_memory_fraction > 1:
+            raise ValueError(
+                f"SandboxLimits.gpu_memory_fraction must be in (0, 1], got "
+                f"{self.gpu_memory_fraction!r}"
+            )
 
     def resolved_cpu_time_s(self) -> float:
         """The CPU-time limit in seconds, with the ``None`` default worked out."""
@@ -131,6 +149,8 @@ class SandboxLimits:
             "max_file_mb": self.max_file_mb,
             "disk_mb": int(self.disk_mb),
             "max_files": int(self.max_files),
+            "cuda": bool(self.cuda),
+            "gpu_memory_fraction": self.gpu_memory_fraction,
             "confine": bool(self.confine),
         }
 

@@ -100,8 +100,7 @@ class FailFast:
                     kind = candidate.error_kind or "exception"
                     raise SearchAborted(
                         self._message(
-                            f"the seed network (candidate {candidate.id}) "
-                            f"failed with {kind}",
+                            f"the seed network (candidate {candidate.id}) failed with {kind}",
                             candidate,
                             kind,
                             seed=True,

@@ -1,6 +1,6 @@
 """The search-space seam: everything that differs between the spaces the search can explore.
 
-The evaluator, the emitters, the checkpoint and the experiment talk to a space only
+The evaluator, the emitters, the checkpoint and the run plumbing talk to a space only
 through :class:`SearchSpace`. A space says
 
 - where the search starts (:meth:`SearchSpace.seed_code`) and how the LLM is asked to edit
@@ -9,8 +9,8 @@ through :class:`SearchSpace`. A space says
 - what runs in the sandbox to check and identify a candidate's code
   (:meth:`SearchSpace.identify_call`, with the parent-side check of what comes back) and
   the *key* that makes two candidates the same network (:meth:`SearchSpace.key_of`);
-- how the baselines sample and mutate in the space (:meth:`SearchSpace.random_key`,
-  :meth:`SearchSpace.mutate_key`, :meth:`SearchSpace.code_of`);
+- how the baselines sample and mutate in the space (:meth:`SearchSpace.random_network`,
+  :meth:`SearchSpace.mutate_network`);
 - what the benchmark evaluates for a key (:meth:`SearchSpace.evaluate`).
 
 A new space is one subclass, and a ``conf/space/NAME.yaml`` whose ``_target_`` names it.
@@ -44,6 +44,21 @@ class SandboxCall:
     check: Callable[[dict], dict]
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A network that trusted code proposes (the baselines' candidates).
+
+    Attributes:
+        code: Its source code, written by the space.
+        key: Its key where the space knows it without running the code (a cell's arch
+            string); None to have the evaluator identify the code in the sandbox as it
+            does the LLM's.
+    """
+
+    code: str
+    key: str | None
+
+
 class SearchSpace(ABC):
     """A space of networks written as code (see the module docstring).
 
@@ -54,8 +69,8 @@ class SearchSpace(ABC):
         name: Short name (``conf/space/NAME.yaml``).
         sandbox_preload: Modules the sandbox's zygote imports once for
             :meth:`identify_call`'s target.
-        has_baseline_moves: Whether :meth:`random_key`, :meth:`mutate_key` and
-            :meth:`code_of` work (random search and REA need them).
+        has_baseline_moves: Whether :meth:`random_network` and :meth:`mutate_network`
+            work (random search and REA need them).
         evaluates_code: Whether :meth:`evaluate` trains the candidate's own code (the
             benchmark must be able to), rather than scoring the key.
     """
@@ -97,16 +112,17 @@ class SearchSpace(ABC):
         """The key of a network from the checked result of :meth:`identify_call`."""
 
     @abstractmethod
-    def random_key(self, *, rng: np.random.Generator) -> str:
+    def random_network(self, *, rng: np.random.Generator) -> Proposal:
         """A uniformly random network of the space (random search, REA's first members)."""
 
     @abstractmethod
-    def mutate_key(self, key: str, *, rng: np.random.Generator) -> str:
-        """A small random change of network ``key`` (REA's mutation); never ``key`` itself."""
+    def mutate_network(self, *, code: str, key: str, rng: np.random.Generator) -> Proposal:
+        """A small random change of a network (REA's mutation); never the same network.
 
-    @abstractmethod
-    def code_of(self, key: str) -> str:
-        """Source code of network ``key``, written by trusted code (the baselines' candidates)."""
+        Args:
+            code: The parent's code (one the space proposed, or the seed).
+            key: The parent's key.
+        """
 
     def evaluate(self, *, benchmark: Benchmark, key: str, code: str) -> ArchEvaluation:
         """Scores network ``key`` (written as ``code``) on ``benchmark``.

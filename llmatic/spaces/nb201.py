@@ -17,7 +17,7 @@ from llmatic.nb201.inspect import check_inspect_result
 from llmatic.nb201.ops import OP_NAMES
 from llmatic.nb201.prompts import STOP, CellPrompter
 from llmatic.prompting import PromptSettings
-from llmatic.spaces.base import SandboxCall, SearchSpace
+from llmatic.spaces.base import Proposal, SandboxCall, SearchSpace
 
 
 def random_arch(rng: np.random.Generator, ops: Sequence[str] = OP_NAMES) -> str:
@@ -103,11 +103,10 @@ class Nb201Space(SearchSpace):
     def key_of(self, identity: dict) -> str:
         return identity["arch"]
 
-    def random_key(self, *, rng: np.random.Generator) -> str:
-        return random_arch(rng, self.ops)
+    def random_network(self, *, rng: np.random.Generator) -> Proposal:
+        arch = random_arch(rng, self.ops)
+        return Proposal(code=arch_to_code(arch), key=arch)
 
-    def mutate_key(self, key: str, *, rng: np.random.Generator) -> str:
-        return mutate_arch(key, rng, self.ops)
-
-    def code_of(self, key: str) -> str:
-        return arch_to_code(key)
+    def mutate_network(self, *, code: str, key: str, rng: np.random.Generator) -> Proposal:
+        arch = mutate_arch(key, rng, self.ops)
+        return Proposal(code=arch_to_code(arch), key=arch)

@@ -31,7 +31,7 @@ import yaml  # noqa: E402  (PyYAML: a dependency of omegaconf / hydra-core)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy.stats import mannwhitneyu  # noqa: E402
 
-from llmatic.prompt_stats import prompt_markdown, prompt_stats  # noqa: E402
+from llmatic.analysis.prompt_stats import prompt_markdown, prompt_stats  # noqa: E402
 
 DEFAULT_BUDGETS = (100, 500, 2000)
 DEFAULT_BASELINES = ("random", "rea")
@@ -696,9 +696,9 @@ def plot_archives(
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
-    # Imported here: llmatic.plotting pulls in ribs and torch, which the text report and the
-    # error paths do not need.
-    from llmatic.plotting import save_figure
+    # Imported here: llmatic.analysis.plotting pulls in ribs and torch, which the text
+    # report and the error paths do not need.
+    from llmatic.analysis.plotting import save_figure
 
     save_figure(fig, path, dpi=110)
 

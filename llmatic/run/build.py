@@ -1,0 +1,296 @@
+"""The parts of a run, built from its config: space, LLM, benchmark, emitters, schedulers.
+
+Each ``build_*`` takes the composed config (``conf/config.yaml``) and returns one part;
+:func:`build_phases` wires the emitters and schedulers of the configured search.
+:func:`failure_hint` says what to change when the setup fails (see
+:mod:`llmatic.search.fail_fast`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from ribs.archives import GridArchive
+from ribs.schedulers import Scheduler
+
+from llmatic.archives import PromptArchive
+from llmatic.benchmarks.base import Benchmark
+from llmatic.benchmarks.digits import DigitsBenchmark
+from llmatic.candidate import CandidateStore
+from llmatic.emitters import (
+    CuriosityRule,
+    LLMCrossoverEmitter,
+    LLMInitialEmitter,
+    LLMMutationEmitter,
+    RandomSearchEmitter,
+    RegularizedEvolutionEmitter,
+    TemperatureRule,
+)
+from llmatic.errors import ENVIRONMENT_KINDS, ConfigError
+from llmatic.evaluation import Evaluator
+from llmatic.llm.base import LLMBackend
+from llmatic.prompting import PromptSettings
+from llmatic.sandbox import Sandbox
+from llmatic.search.fail_fast import DEFAULT_AFTER, FailFast
+from llmatic.search.scheduler import EvaluatedOnlyScheduler
+from llmatic.spaces import SearchSpace
+
+log = logging.getLogger(__name__)
+
+#: What a config may name (``search``, ``benchmark``, ``llm.backend``).
+SEARCHES = ("llmatic", "random", "rea")
+BENCHMARKS = ("digits", "nasbench201")
+#: ``scripted`` is a fake for tests and benchmarks (:mod:`llmatic.debug_llm`).
+LLM_BACKENDS = ("transformers", "openai", "scripted")
+
+#: Modules the sandbox's zygote imports once, so that no evaluation imports them again
+#: (the search space adds its own: ``SearchSpace.sandbox_preload``).
+BENCHMARK_PRELOAD = (
+    "llmatic.benchmarks.digits",
+    "llmatic.benchmarks._digits_data",
+    "llmatic.measures",
+    "llmatic.training",
+)
+
+
+def build_space(cfg: DictConfig) -> SearchSpace:
+    """The search space that the ``space`` group names (its ``_target_``).
+
+    Raises:
+        ConfigError: The space refuses its settings, in one line.
+    """
+    try:
+        return instantiate(cfg.space)
+    except InstantiationException as err:
+        raise ConfigError(f"space: {err.__cause__ or err}") from None
+
+
+def build_llm(cfg: DictConfig, *, space: SearchSpace | None = None) -> LLMBackend:
+    """The configured LLM backend (loaded once per process); ``space`` gives its stops."""
+    stop = (space or build_space(cfg)).stop(scope=cfg.llm.scope)
+    if cfg.llm.backend == "scripted":
+        from llmatic.debug_llm import ScriptedDebugLLM
+
+        return ScriptedDebugLLM(
+            seed=cfg.seed,
+            broken=cfg.llm.broken,
+            delay_s=cfg.llm.delay_s,
+            stop=stop,
+        )
+    if cfg.llm.backend == "openai":
+        from llmatic.llm.openai_backend import OpenAICompatibleLLM
+
+        return OpenAICompatibleLLM(
+            base_url=cfg.llm.base_url,
+            model=cfg.llm.model,
+            api_key_env=cfg.llm.api_key_env,
+            endpoint=cfg.llm.endpoint,
+            max_new_tokens=cfg.llm.max_new_tokens,
+            stop=stop,
+            max_concurrency=cfg.llm.max_concurrency,
+            timeout_s=cfg.llm.timeout_s,
+            max_retries=cfg.llm.max_retries,
+            seed=cfg.seed,
+        )
+    if cfg.llm.backend != "transformers":
+        raise ConfigError(
+            f"llm.backend={cfg.llm.backend!r} is unknown; use one of {list(LLM_BACKENDS)}"
+        )
+    from llmatic.llm.transformers_backend import TransformersLLM
+
+    llm = TransformersLLM(
+        model=cfg.llm.model,
+        cache_dir=cfg.llm.cache_dir,
+        device=cfg.llm.device,
+        dtype=cfg.llm.dtype,
+        max_new_tokens=cfg.llm.max_new_tokens,
+        num_threads=cfg.llm.num_threads,
+        stop=stop,
+        batch_size=cfg.llm.batch_size,
+        seed=cfg.seed,
+        top_p=cfg.llm.top_p,
+    )
+    # `auto` resolves per machine: the log says what this run sampled with.
+    dtype = str(llm.dtype).removeprefix("torch.")
+    log.info("llm: %s on %s in %s", cfg.llm.model, llm.device, dtype)
+    return llm
+
+
+def build_prompt_settings(cfg: DictConfig, llm: LLMBackend) -> PromptSettings:
+    """How ``llm`` is asked: the ``prompts`` group and the ``llm`` group's prompt keys."""
+    return PromptSettings(
+        mutation_prompts=list(cfg.prompts.mutation),
+        crossover_prompt=cfg.prompts.crossover,
+        scope=cfg.llm.scope,
+        prompt_format=cfg.llm.prompt_format,
+        chat_template=getattr(llm, "format_chat", None),
+        constrained=cfg.llm.constrained,
+    )
+
+
+def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:
+    """The benchmark that ``benchmark.name`` names."""
+    bench = cfg.benchmark
+    if bench.name == "digits":
+        return DigitsBenchmark(
+            sandbox=sandbox,
+            channels=bench.channels,
+            cells_per_stage=bench.cells_per_stage,
+            epochs=bench.epochs,
+            batch_size=bench.batch_size,
+            lr=bench.lr,
+            weight_decay=bench.weight_decay,
+            seed=bench.train_seed,
+            device=bench.device,
+        )
+    if bench.name == "nasbench201":
+        from llmatic.benchmarks.nasbench201 import NasBench201Benchmark, NasBench201Table
+
+        try:
+            table = NasBench201Table.load(bench.table)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(f"benchmark.table: {err}") from None
+        return NasBench201Benchmark(
+            table=table,
+            dataset=bench.dataset,
+            fidelity=str(bench.fidelity),
+        )
+    raise AssertionError(bench.name)  # validate_config checked the name
+
+
+def build_fail_fast(cfg: DictConfig) -> FailFast | None:
+    """The configured :class:`FailFast` (None when both its rules are off).
+
+    A run's ``config.yaml`` from before ``fail_fast`` existed gets the defaults.
+    """
+    conf = cfg.get("fail_fast") or {}
+    seed, after = bool(conf.get("seed", True)), int(conf.get("after", DEFAULT_AFTER))
+    if not seed and after == 0:
+        return None
+    return FailFast(seed=seed, after=after, hint=lambda kind, seed: failure_hint(cfg, kind, seed))
+
+
+def failure_hint(cfg: DictConfig, kind: str, seed: bool) -> str:
+    """What to change when the setup fails with ``kind`` (``seed``: the seed failed)."""
+    sandbox, bench = cfg.sandbox, cfg.benchmark
+    if kind == "out_of_memory":
+        return (
+            f"sandbox.memory_mb={sandbox.memory_mb} is too small for one evaluation; raise it "
+            "(e.g. sandbox.memory_mb=8192)"
+        )
+    if kind == "timeout":
+        return (
+            f"sandbox.wall_time_s={sandbox.wall_time_s} is too short for one evaluation; raise it"
+        )
+    if kind == "training_error":
+        return (
+            f"training fails on benchmark={bench.name}: see the error in candidates.jsonl and "
+            f"check the benchmark's settings (benchmark.device={bench.get('device')})"
+        )
+    if kind in ENVIRONMENT_KINDS:
+        return (
+            "the sandbox or the benchmark is broken: see the error in candidates.jsonl and "
+            f"check the sandbox limits (sandbox.memory_mb={sandbox.memory_mb}, "
+            f"sandbox.wall_time_s={sandbox.wall_time_s}), benchmark.device="
+            f"{bench.get('device')} and the benchmark's data"
+        )
+    # Only the seed's failure stops a run for a kind that blames the code (FailFast).
+    seed_arch = cfg.get("space", {}).get("seed_arch")
+    seed_network = (
+        f"benchmark.seed_arch={seed_arch}"
+        if seed_arch is not None
+        else f"the seed network of {cfg.space.get('_target_', 'the space')}"
+    )
+    return (
+        f"benchmark={bench.name} cannot map or score {seed_network}: check it and the "
+        "benchmark's data"
+    )
+
+
+def build_phases(
+    cfg: DictConfig,
+    *,
+    network_archive: GridArchive,
+    store: CandidateStore,
+    evaluator: Evaluator,
+    llm: LLMBackend | None,
+) -> tuple[
+    list[tuple[str, Scheduler, Callable[[], bool]]], PromptArchive | None, LLMBackend | None
+]:
+    """The search's phases ``(name, scheduler, done)``, its prompt archive and its LLM.
+
+    ``search.name`` picks LLMatic (initial phase, then mutation + crossover) or a
+    baseline (random search, REA), which needs neither LLM nor prompt archive.
+    """
+    search, seed, space = cfg.search, cfg.seed, evaluator.space
+    if search.name == "random":
+        emitter = RandomSearchEmitter(
+            network_archive, space=space, store=store, batch_size=search.batch_size, seed=seed
+        )
+        return (
+            [("random", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)],
+            None,
+            None,
+        )
+    if search.name == "rea":
+        emitter = RegularizedEvolutionEmitter(
+            network_archive,
+            space=space,
+            store=store,
+            batch_size=search.batch_size,
+            population_size=search.population_size,
+            tournament_size=search.tournament_size,
+            seed=seed,
+        )
+        return (
+            [("rea", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)],
+            None,
+            None,
+        )
+    llm = llm if llm is not None else build_llm(cfg, space=space)
+    settings = build_prompt_settings(cfg, llm)
+    avoid = evaluator.evaluated_keys if search.avoid_evaluated else frozenset()
+    prompter = space.prompter(settings, avoid=avoid)
+    prompt_archive = PromptArchive(
+        prompts=[*prompter.mutation_prompts, prompter.crossover_prompt],
+        temperature_bins=search.temperature_bins,
+        temperature_range=(search.temperature.low, search.temperature.high),
+        seed=seed,
+    )
+    shared = {
+        "prompt_archive": prompt_archive,
+        "store": store,
+        "llm": llm,
+        "prompter": prompter,
+        "curiosity": CuriosityRule(**search.curiosity),
+        "temperature": TemperatureRule(**search.temperature),
+    }
+    initial = LLMInitialEmitter(
+        network_archive,
+        seed_code=space.seed_code(),
+        batch_size=search.init_children,
+        seed=seed,
+        **shared,
+    )
+    num_mutation = round(search.batch_size * search.mutation_share)
+    mutation = LLMMutationEmitter(
+        network_archive,
+        batch_size=num_mutation,
+        parents_top_k=search.parents_top_k,
+        prompts_top_k=search.prompts_top_k,
+        explore=search.explore,
+        seed=seed + 1,
+        **shared,
+    )
+    crossover = LLMCrossoverEmitter(
+        network_archive, batch_size=search.batch_size - num_mutation, seed=seed + 2, **shared
+    )
+    phases = [
+        ("init", EvaluatedOnlyScheduler(network_archive, [initial]), lambda: initial.done),
+        ("main", EvaluatedOnlyScheduler(network_archive, [mutation, crossover]), lambda: False),
+    ]
+    return phases, prompt_archive, llm

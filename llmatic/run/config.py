@@ -1,0 +1,220 @@
+"""The run's config: its checks, and the config that resumes a run.
+
+:func:`validate_config` turns every wrong value into a :class:`ConfigError` whose message
+says which key and how to fix it, before anything slow starts; :func:`resume_config`
+checks a resuming command line against the run's own ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from llmatic.devices import resolve_device
+from llmatic.errors import ConfigError
+from llmatic.run.build import BENCHMARKS, LLM_BACKENDS, SEARCHES, build_space
+from llmatic.sandbox import SandboxLimits
+from llmatic.search.fail_fast import DEFAULT_AFTER
+
+log = logging.getLogger(__name__)
+
+
+def sandbox_limits(cfg: DictConfig) -> SandboxLimits:
+    """``SandboxLimits`` from the ``sandbox`` group (each key a field of it).
+
+    ``cuda`` follows ``benchmark.device`` unless the group sets it: children that train on
+    CUDA get their host memory capped by a cgroup instead of ``RLIMIT_AS``.
+
+    Raises:
+        ConfigError: An unknown key or a bad value, in one line.
+    """
+    settings = OmegaConf.to_container(cfg.sandbox, resolve=True)
+    known = {field.name for field in dataclasses.fields(SandboxLimits)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"sandbox.{unknown[0]} is unknown; use one of {sorted(known)}")
+    if "cuda" not in settings:  # children train on CUDA: no RLIMIT_AS, a cgroup instead
+        try:
+            device = resolve_device(str(OmegaConf.select(cfg, "benchmark.device", default="cpu")))
+        except ValueError:  # validate_config says what is wrong with it
+            device = "cpu"
+        settings["cuda"] = device.startswith("cuda")
+    try:
+        return SandboxLimits(**settings)
+    except ValueError as err:
+        raise ConfigError(str(err).replace("SandboxLimits.", "sandbox.")) from None
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Checks what would otherwise fail late; raises ConfigError with one clear line."""
+    sandbox_limits(cfg)
+    search = cfg.search
+    if search.name not in SEARCHES:
+        raise ConfigError(f"search={search.name!r} is unknown; use one of {list(SEARCHES)}")
+    if cfg.benchmark.name not in BENCHMARKS:
+        raise ConfigError(
+            f"benchmark={cfg.benchmark.name!r} is unknown; use one of {list(BENCHMARKS)}"
+        )
+    if cfg.benchmark.name == "nasbench201":
+        datasets = ("cifar10", "cifar100", "imagenet16")
+        if cfg.benchmark.dataset not in datasets:
+            raise ConfigError(
+                f"benchmark.dataset={cfg.benchmark.dataset!r} is unknown; use one of {datasets}"
+            )
+        if str(cfg.benchmark.fidelity) not in ("200", "12"):
+            raise ConfigError(f"benchmark.fidelity must be 200 or 12, got {cfg.benchmark.fidelity}")
+    if search.budget <= 0:
+        raise ConfigError(f"search.budget must be > 0, got {search.budget}")
+    if search.batch_size < 1:
+        raise ConfigError(f"search.batch_size must be >= 1, got {search.batch_size}")
+    if cfg.output.checkpoint_every < 1:
+        raise ConfigError(
+            f"output.checkpoint_every must be >= 1, got {cfg.output.checkpoint_every}"
+        )
+    after = (cfg.get("fail_fast") or {}).get("after", DEFAULT_AFTER)
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise ConfigError(f"fail_fast.after must be an integer >= 0 (0: off), got {after!r}")
+    for name in ("width_to_depth_range", "log10_flops_range"):
+        low, high = cfg.benchmark.archive[name]
+        if not low < high:
+            raise ConfigError(
+                f"benchmark.archive.{name} must be [low, high] with low < high, got {[low, high]}"
+            )
+    space = build_space(cfg)
+    if search.name != "llmatic" and not space.has_baseline_moves:
+        raise ConfigError(
+            f"search={search.name} needs a space with baseline moves; {space.name} has none yet"
+        )
+    if space.evaluates_code and cfg.benchmark.name != "digits":
+        raise ConfigError(
+            f"space={space.name} trains each candidate's own code: use benchmark=digits "
+            f"(benchmark={cfg.benchmark.name} scores arch strings only)"
+        )
+    if search.name == "llmatic":
+        try:
+            space.stop(scope=cfg.llm.scope)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    # Device requests fail here, not after minutes of setup (or inside a sandboxed child).
+    devices = [("benchmark.device", cfg.benchmark.get("device"))]
+    if search.name == "llmatic" and cfg.llm.backend == "transformers":
+        devices.append(("llm.device", cfg.llm.device))
+        from llmatic.llm.transformers_backend import resolve_dtype
+
+        try:
+            resolve_dtype(cfg.llm.dtype, "cpu")
+        except ValueError as err:
+            raise ConfigError(f"llm.dtype: {err}") from None
+    for key, device in devices:
+        if device is not None:
+            try:
+                resolve_device(device)
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from None
+    if search.name == "llmatic":
+        if cfg.llm.backend not in LLM_BACKENDS:
+            raise ConfigError(
+                f"llm.backend={cfg.llm.backend!r} is unknown; use one of {list(LLM_BACKENDS)}"
+            )
+        if not 0.0 <= search.mutation_share <= 1.0:
+            raise ConfigError(
+                f"search.mutation_share must be in [0, 1], got {search.mutation_share}"
+            )
+        t = search.temperature
+        if not 0 < t.low <= t.initial <= t.high:
+            raise ConfigError(
+                "search.temperature needs 0 < low <= initial <= high, "
+                f"got {t.low}, {t.initial}, {t.high}"
+            )
+        if not cfg.prompts.mutation:
+            raise ConfigError("prompts.mutation must list at least one instruction")
+
+
+#: Config keys a resumed run may change on the command line: how it runs, not what it
+#: searches (``output`` covers ``output.plots`` and the others).
+RESUME_MAY_CHANGE = (
+    "output",
+    "sandbox",
+    "fail_fast",
+    "benchmark.table",
+    "llm.cache_dir",
+    "llm.num_threads",
+    "llm.base_url",
+    "llm.api_key_env",
+    "llm.timeout_s",
+    "llm.max_retries",
+    "llm.max_concurrency",
+)
+
+
+def resume_config(run_dir: str | Path, cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The config that resumes the run in ``run_dir``: the run's own ``config.yaml``.
+
+    The command line's values of :data:`RESUME_MAY_CHANGE` go on top of it; an override
+    of anything else must repeat the run's value (re-running the run's own command line
+    with ``resume=`` added is fine).
+
+    Args:
+        run_dir: The run directory.
+        cfg: The config composed from the command line.
+        overrides: The command line's overrides (``key=value``; ``resume=`` among them).
+
+    Raises:
+        ConfigError: ``run_dir`` has no ``config.yaml``, or an override changes the run.
+    """
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"resume={run_dir}: no config.yaml there; give the directory of a run that "
+            "experiments.run made"
+        )
+    saved = OmegaConf.load(path)
+    ours = _flatten(OmegaConf.to_container(saved, resolve=True))
+    theirs = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    changed: list[str] = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+        if key == "resume" or _covers(("hydra",), key):
+            continue
+        if _covers(RESUME_MAY_CHANGE, key):
+            value = OmegaConf.select(cfg, key)
+            log.info("resume: %s=%s (the run had %s)", key, value, OmegaConf.select(saved, key))
+            OmegaConf.update(saved, key, value, merge=False)
+            continue
+        # A key or a group compares its leaves; anything else (+exp=NAME) all of them.
+        known = any(_covers((key,), k) for k in theirs)
+        for name in sorted(set(ours) | set(theirs)):
+            if name == "resume" or _covers(RESUME_MAY_CHANGE, name):
+                continue
+            if (not known or _covers((key,), name)) and ours.get(name) != theirs.get(name):
+                changed.append(f"{name} ({ours.get(name)!r} -> {theirs.get(name)!r})")
+    if changed:
+        changed = list(dict.fromkeys(changed))
+        shown = ", ".join(changed[:5]) + (
+            f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        )
+        raise ConfigError(
+            f"resume={run_dir}: the command line changes {shown} from the run's "
+            f"config.yaml; a resumed run keeps its config (only {', '.join(RESUME_MAY_CHANGE)} "
+            "may change): drop those overrides"
+        )
+    return saved
+
+
+def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are leaves)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, object] = {}
+    for name, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{name}" if prefix else str(name)))
+    return flat
+
+
+def _covers(prefixes: Sequence[str], key: str) -> bool:
+    """Whether ``key`` is one of ``prefixes`` or lies under one."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
