@@ -2,9 +2,10 @@
 
 ``python -m benchmarks.run_all`` runs ``sandbox_overhead`` (~1 min), ``edit_quality``
 (~10 min on 2 CPU cores), ``freeform_edit_quality`` (~5 min), ``soak`` (~1 min; needs the
-NB201 table) and ``llm_throughput`` (~8 min); ``cuda_sandbox_check`` says "no CUDA here"
-without a GPU; ``--all`` adds ``cell_prompt_validity`` (~25 min) and ``nb201_speed`` (one
-2,000-evaluation NB201 search, ~40-60 min). ``--only NAME ...`` picks benchmarks by name. Each
+NB201 table), ``llm_throughput`` (~8 min) and ``trainer_throughput`` (~6 min);
+``cuda_sandbox_check`` says "no CUDA here" without a GPU. ``--all`` adds
+``cell_prompt_validity`` (~25 min) and ``nb201_speed`` (one 2,000-evaluation NB201 search,
+~40-60 min). ``--only NAME ...`` picks benchmarks by name. Each
 writes its figures to ``benchmarks/results/``; this prints which ran, how long each took
 and which result files they (re)wrote. ``make bench`` calls it.
 """
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "edit_quality": (["-m", "benchmarks.edit_quality"], False),
     "freeform_edit_quality": (["-m", "benchmarks.freeform_edit_quality"], False),
     "cuda_sandbox_check": (["-m", "benchmarks.cuda_sandbox_check"], False),
+    "trainer_throughput": (["-m", "benchmarks.trainer_throughput"], False),
     "soak": (["-m", "benchmarks.soak"], False),
     "llm_throughput": (["-m", "benchmarks.llm_throughput"], False),
     "cell_prompt_validity": ([str(HERE / "cell_prompt_validity.py")], True),

@@ -26,6 +26,7 @@ from llmatic.checkpoint import CheckpointError
 from llmatic.llm.models import ModelNotFoundError
 from llmatic.llm.openai_backend import LLMServerError
 from llmatic.run import ConfigError, resume_config, run_experiment
+from llmatic.sandbox import SandboxSetupError
 from llmatic.search.fail_fast import SearchAborted
 
 log = logging.getLogger("llmatic")
@@ -52,7 +53,7 @@ def main(cfg: DictConfig) -> None:
             run_experiment(run_cfg, cfg.resume, resume=True)
         else:
             run_experiment(cfg, run_dir)
-    except (ConfigError, ModelNotFoundError, CheckpointError) as err:
+    except (ConfigError, ModelNotFoundError, CheckpointError, SandboxSetupError) as err:
         # A user's mistake, not a bug: one line saying what to fix, no traceback.
         log.error("%s: %s", type(err).__name__, err)
         sys.exit(2)

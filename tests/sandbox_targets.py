@@ -63,3 +63,20 @@ def train_code_unchecked(payload: dict[str, Any]) -> dict[str, Any]:
     from llmatic.benchmarks.digits import train_code
 
     return train_code(payload, static_check=False)
+
+
+#: What :func:`remember` was given (in the zygote, by ``Sandbox(setup=...)``).
+REMEMBERED: dict[str, Any] | None = None
+
+
+def remember(payload: dict[str, Any]) -> None:
+    """Set-up call: keeps ``payload`` for every child; ``{"fail": msg}`` raises instead."""
+    global REMEMBERED
+    if "fail" in payload:
+        raise ValueError(payload["fail"])
+    REMEMBERED = {**payload, "pid": os.getpid()}
+
+
+def recall(payload: dict[str, Any]) -> dict[str, Any]:
+    """What the zygote's set-up left in this module, and this child's pid."""
+    return {"remembered": REMEMBERED, "pid": os.getpid()}

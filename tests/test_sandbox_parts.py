@@ -172,3 +172,26 @@ def test_cuda_children_without_a_cgroup_are_refused_unless_uncapped() -> None:
 def test_the_gpu_memory_fraction_must_be_a_share(fraction: float) -> None:
     with pytest.raises(ValueError, match="gpu_memory_fraction"):
         SandboxLimits(gpu_memory_fraction=fraction)
+
+
+def test_a_setup_call_runs_once_in_the_zygote_and_every_child_inherits_it() -> None:
+    name = sandbox_targets.__name__
+    setup = [(f"{name}:remember", {"rows": [1, 2, 3]})]
+    with Sandbox(limits=SandboxLimits(wall_time_s=10.0), preload=[name], setup=setup) as box:
+        first = box.run(f"{name}:recall", {})
+        second = box.run(f"{name}:recall", {})
+        zygote = box.server_pid
+    assert first.ok and second.ok, (first.error, second.error)
+    for result in (first, second):
+        assert result.value["remembered"]["rows"] == [1, 2, 3]
+        assert result.value["remembered"]["pid"] == zygote  # loaded there, not per call
+        assert result.value["pid"] != zygote  # and used in a child
+
+
+def test_a_failing_setup_call_stops_the_sandbox_with_its_message() -> None:
+    from llmatic.sandbox import SandboxSetupError
+
+    name = sandbox_targets.__name__
+    setup = [(f"{name}:remember", {"fail": "data set not found in /nowhere: put it there"})]
+    with pytest.raises(SandboxSetupError, match="data set not found in /nowhere: put it there"):
+        Sandbox(limits=SandboxLimits(wall_time_s=10.0), preload=[name], setup=setup)

@@ -12,6 +12,7 @@ and memory limits), on CUDA when present; the data is loaded once, in the zygote
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llmatic.benchmarks.base import ArchEvaluation, check_measures
@@ -84,19 +85,29 @@ class DigitsBenchmark:
         return self._train("train_code", {"code": code, **settings})
 
     def _train(self, target: str, payload: dict) -> ArchEvaluation:
-        start = time.perf_counter()
-        result = self.sandbox.run(
-            f"llmatic.benchmarks.digits:{target}", payload, check=check_train_result
-        )
-        if not result.ok:
-            raise CandidateError(result.error_kind or "exception", result.error or "")
-        value = result.value
-        return ArchEvaluation(
-            objective=value["val_accuracy"],
-            test_objective=value["test_accuracy"],
-            measures=value["measures"],
-            seconds=time.perf_counter() - start,
-        )
+        return train_in_sandbox(self.sandbox, f"llmatic.benchmarks.digits:{target}", payload)
+
+
+def train_in_sandbox(sandbox: Sandbox, target: str, payload: dict) -> ArchEvaluation:
+    """Runs a training ``target`` (``"module:function"``) in ``sandbox``; its evaluation.
+
+    The target returns what :func:`check_train_result` checks (val/test accuracy in %,
+    the last training loss, seconds, measures).
+
+    Raises:
+        CandidateError: The call failed (its failure kind and message).
+    """
+    start = time.perf_counter()
+    result = sandbox.run(target, payload, check=check_train_result)
+    if not result.ok:
+        raise CandidateError(result.error_kind or "exception", result.error or "")
+    value = result.value
+    return ArchEvaluation(
+        objective=value["val_accuracy"],
+        test_objective=value["test_accuracy"],
+        measures=value["measures"],
+        seconds=time.perf_counter() - start,
+    )
 
 
 def check_train_result(value: dict) -> dict:
@@ -164,22 +175,15 @@ def train_code(payload: dict, *, static_check: bool = True) -> dict:
 
 
 def _train_and_score(network: Any, payload: dict, *, untrusted: bool) -> dict:
-    """Measures and trains ``network`` with ``payload``'s settings; the targets' result.
-
-    ``untrusted``: the network is a candidate's own code, so whatever it raises is its
-    fault (``forward_error``); a trusted network's exception is a bug (``exception``).
-    """
+    """Measures and trains ``network`` with ``payload``'s settings; the targets' result."""
     import torch
 
     from llmatic.benchmarks._digits_data import SPLITS
     from llmatic.devices import resolve_device
-    from llmatic.measures import measure_network
-    from llmatic.network_code import candidate_failure
     from llmatic.training import train_classifier
 
-    try:
-        measures = measure_network(network, INPUT_SHAPE).as_dict()
-        result = train_classifier(
+    def train() -> Any:
+        return train_classifier(
             network,
             train=SPLITS["train"],
             val=SPLITS["val"],
@@ -191,6 +195,35 @@ def _train_and_score(network: Any, payload: dict, *, untrusted: bool) -> dict:
             seed=payload["seed"],
             device=torch.device(resolve_device(payload["device"])),
         )
+
+    return measure_and_train(network, train, input_shape=INPUT_SHAPE, untrusted=untrusted)
+
+
+def measure_and_train(
+    network: Any, train: Callable[[], Any], *, input_shape: tuple, untrusted: bool
+) -> dict:
+    """A training target's result: ``network`` measured, then ``train()`` run and scored.
+
+    Args:
+        network: The module, built.
+        train: Trains it; returns a :class:`~llmatic.training.TrainResult`.
+        input_shape: One input ``(C, H, W)``, for the measures.
+        untrusted: The network is a candidate's own code, so whatever it raises is its
+            fault (``forward_error``); a trusted network's exception is a bug (it propagates
+            and the call ends as ``exception``).
+
+    Returns:
+        What :func:`check_train_result` checks.
+
+    Raises:
+        CandidateError: ``training_error`` (a NaN or infinite loss), ``forward_error``.
+    """
+    from llmatic.measures import measure_network
+    from llmatic.network_code import candidate_failure
+
+    try:
+        measures = measure_network(network, input_shape).as_dict()
+        result = train()
     except FloatingPointError as err:
         raise CandidateError("training_error", str(err)) from None
     except Exception as err:

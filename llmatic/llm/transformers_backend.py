@@ -22,7 +22,7 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, TopKLogitsWarper, TopPLogitsWarper
 
-from llmatic.devices import resolve_device
+from llmatic.devices import cpu_has_native_bf16, resolve_device
 from llmatic.llm.base import CounterState, Generation, GenerationRequest, cut_at_stop
 from llmatic.llm.constraints import VocabularyTrie
 from llmatic.llm.decoding import Row, sample
@@ -58,12 +58,6 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use 'auto' or one of {sorted(_DTYPES)}")
     return _DTYPES[dtype]
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX512-BF16)."""
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def _grouped_query_sdpa(device: str) -> contextlib.AbstractContextManager:

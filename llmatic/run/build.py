@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from ribs.archives import GridArchive
 from ribs.schedulers import Scheduler
 
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 
 #: What a config may name (``search``, ``benchmark``, ``llm.backend``).
 SEARCHES = ("llmatic", "random", "rea")
-BENCHMARKS = ("digits", "nasbench201")
+BENCHMARKS = ("digits", "cifar", "nasbench201")
+#: Benchmarks that train networks (and so can train a candidate's own code).
+TRAINING_BENCHMARKS = ("digits", "cifar")
 #: ``scripted`` is a fake for tests and benchmarks (:mod:`llmatic.debug_llm`).
 LLM_BACKENDS = ("transformers", "openai", "scripted")
 
@@ -55,6 +58,43 @@ BENCHMARK_PRELOAD = (
     "llmatic.measures",
     "llmatic.training",
 )
+_CIFAR_PRELOAD = (
+    "llmatic.benchmarks.cifar",
+    "llmatic.benchmarks._cifar_data",
+    "llmatic.fast_training",
+    "llmatic.measures",
+)
+
+
+def benchmark_sandbox(cfg: DictConfig) -> tuple[tuple[str, ...], list[tuple[str, dict]]]:
+    """What the benchmark needs of the zygote: modules to preload, set-up calls to make.
+
+    CIFAR's zygote loads the data set once (``data.*``), for every child to inherit; with
+    ``data.download`` a missing data set is fetched into ``data.root`` first.
+
+    Raises:
+        ConfigError: The download failed (the message says how to get the data by hand).
+    """
+    if cfg.benchmark.name != "cifar":
+        return BENCHMARK_PRELOAD, []
+    from llmatic.benchmarks._cifar_data import RELEASES, DataError, download_release
+    from llmatic.benchmarks.cifar import CifarBenchmark
+
+    release = RELEASES[str(cfg.benchmark.dataset)]
+    root = Path(str(cfg.data.root))
+    if cfg.data.download and not (root / release.folder).is_dir():
+        try:
+            download_release(root, release=release)
+        except DataError as err:
+            raise ConfigError(str(err)) from None
+
+    setup = CifarBenchmark.sandbox_setup(
+        root=str(cfg.data.root),
+        dataset=str(cfg.benchmark.dataset),
+        val_size=int(cfg.data.val_size),
+        split_seed=int(cfg.data.split_seed),
+    )
+    return _CIFAR_PRELOAD, setup
 
 
 def build_space(cfg: DictConfig) -> SearchSpace:
@@ -144,6 +184,16 @@ def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:
             batch_size=bench.batch_size,
             lr=bench.lr,
             weight_decay=bench.weight_decay,
+            seed=bench.train_seed,
+            device=bench.device,
+        )
+    if bench.name == "cifar":
+        from llmatic.benchmarks.cifar import CifarBenchmark
+
+        return CifarBenchmark(
+            sandbox=sandbox,
+            dataset=bench.dataset,
+            train=OmegaConf.to_container(bench.train, resolve=True),
             seed=bench.train_seed,
             device=bench.device,
         )

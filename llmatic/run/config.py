@@ -16,7 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from llmatic.devices import resolve_device
 from llmatic.errors import ConfigError
-from llmatic.run.build import BENCHMARKS, LLM_BACKENDS, SEARCHES, build_space
+from llmatic.run.build import (
+    BENCHMARKS,
+    LLM_BACKENDS,
+    SEARCHES,
+    TRAINING_BENCHMARKS,
+    build_space,
+)
 from llmatic.sandbox import SandboxLimits
 from llmatic.search.fail_fast import DEFAULT_AFTER
 
@@ -89,11 +95,13 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"search={search.name} needs a space with baseline moves; {space.name} has none yet"
         )
-    if space.evaluates_code and cfg.benchmark.name != "digits":
+    if space.evaluates_code and cfg.benchmark.name not in TRAINING_BENCHMARKS:
         raise ConfigError(
-            f"space={space.name} trains each candidate's own code: use benchmark=digits "
-            f"(benchmark={cfg.benchmark.name} scores arch strings only)"
+            f"space={space.name} trains each candidate's own code: use benchmark=digits or "
+            f"cifar (benchmark={cfg.benchmark.name} scores arch strings only)"
         )
+    if cfg.benchmark.name == "cifar":
+        check_cifar_config(cfg)
     if search.name == "llmatic":
         try:
             space.stop(scope=cfg.llm.scope)
@@ -218,3 +226,41 @@ def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
 def _covers(prefixes: Sequence[str], key: str) -> bool:
     """Whether ``key`` is one of ``prefixes`` or lies under one."""
     return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def check_cifar_config(cfg: DictConfig) -> None:
+    """The CIFAR benchmark's settings, and its data where it must be (or fetched).
+
+    The folder is looked for here, so that a missing data set is one line before
+    anything starts (``data.download`` fetches it when the sandbox is built); the zygote
+    reads and checks the files themselves.
+
+    Raises:
+        ConfigError: A bad recipe or data setting, or the data set is not in ``data.root``
+            (and ``data.download`` is off).
+    """
+    from llmatic.benchmarks._cifar_data import NUM_CLASSES, RELEASES
+    from llmatic.fast_training import TrainSettings
+
+    bench = cfg.benchmark
+    if OmegaConf.select(cfg, "data") is None:
+        raise ConfigError("benchmark=cifar needs a data group: use +exp=cifar10 or +exp=cifar100")
+    if bench.dataset not in NUM_CLASSES:
+        raise ConfigError(f"benchmark.dataset must be one of {sorted(NUM_CLASSES)}")
+    if bench.num_classes != NUM_CLASSES[bench.dataset]:
+        raise ConfigError(
+            f"benchmark.num_classes={bench.num_classes} but {bench.dataset} has "
+            f"{NUM_CLASSES[bench.dataset]} classes"
+        )
+    try:
+        TrainSettings(**OmegaConf.to_container(bench.train, resolve=True))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"benchmark.train: {err}") from None
+    release = RELEASES[bench.dataset]
+    root = Path(str(cfg.data.root))
+    if not (root / release.folder).is_dir() and not cfg.data.download:
+        raise ConfigError(
+            f"data.root={root}: no {release.folder}/ there; put the official python "
+            f"version of {bench.dataset} there ({release.url}), or set "
+            "data.download=true on a machine that is online"
+        )

@@ -30,7 +30,7 @@ from llmatic.evaluation import Evaluator
 from llmatic.llm.base import LLMBackend
 from llmatic.recording import RunRecorder, summarize
 from llmatic.run.build import (
-    BENCHMARK_PRELOAD,
+    benchmark_sandbox,
     build_benchmark,
     build_fail_fast,
     build_phases,
@@ -98,7 +98,8 @@ def run_experiment(
             seed=cfg.seed,
         )
     space = build_space(cfg)
-    with Sandbox(limits=limits, preload=(*space.sandbox_preload, *BENCHMARK_PRELOAD)) as sandbox:
+    preload, setup = benchmark_sandbox(cfg)
+    with Sandbox(limits=limits, preload=(*space.sandbox_preload, *preload), setup=setup) as sandbox:
         evaluator = Evaluator(space=space, sandbox=sandbox, benchmark=build_benchmark(cfg, sandbox))
         phases, prompt_archive, llm = build_phases(
             cfg, network_archive=network_archive, store=store, evaluator=evaluator, llm=llm

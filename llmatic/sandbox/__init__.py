@@ -9,7 +9,12 @@ passes before it runs.
 """
 
 from llmatic.sandbox._sandbox import Sandbox
-from llmatic.sandbox._types import SandboxIsolation, SandboxLimits, SandboxResult
+from llmatic.sandbox._types import (
+    SandboxIsolation,
+    SandboxLimits,
+    SandboxResult,
+    SandboxSetupError,
+)
 from llmatic.sandbox.static_check import check_code, ensure_allowed
 
 __all__ = [
@@ -17,6 +22,7 @@ __all__ = [
     "SandboxIsolation",
     "SandboxLimits",
     "SandboxResult",
+    "SandboxSetupError",
     "check_code",
     "ensure_allowed",
 ]

@@ -28,7 +28,7 @@ from typing import Any
 from llmatic.errors import FAILURE_KINDS
 from llmatic.sandbox._cgroup import kill_and_remove
 from llmatic.sandbox._protocol import one_line, parse_target, scrub_env, send_frame
-from llmatic.sandbox._types import SandboxIsolation, SandboxLimits, SandboxResult
+from llmatic.sandbox._types import SandboxIsolation, SandboxLimits, SandboxResult, SandboxSetupError
 
 _LOG = logging.getLogger("llmatic.sandbox")
 #: Notes already logged by this process: each missing feature is warned about once.
@@ -62,6 +62,7 @@ class _Server:
     def start(
         cls,
         preload: Sequence[str],
+        setup: Sequence[tuple[str, dict]],
         temp_root: str | None,
         read_paths: Sequence[str],
         private_root: bool,
@@ -77,6 +78,7 @@ class _Server:
         config = {
             "control_fd": theirs.fileno(),
             "preload": list(preload),
+            "setup": [[target, payload] for target, payload in setup],
             "sys_path": [path or os.getcwd() for path in sys.path],
             "temp_root": temp_root,
             "read_paths": list(read_paths),
@@ -114,6 +116,8 @@ class _Server:
             )
         if "error" in reply:
             raise ImportError(f"the sandbox server could not preload: {reply['error']}")
+        if "setup_error" in reply:
+            raise SandboxSetupError(f"the sandbox's set-up failed: {reply['setup_error']}")
         raise RuntimeError(f"the sandbox server failed to start (exit code {proc.returncode})")
 
     @property
@@ -164,6 +168,11 @@ class Sandbox:
         preload: Modules the zygote imports once, besides torch; the target's own module
             belongs here, so that no call pays for importing it. They must not run torch
             ops at import time (the zygote forks; OpenMP thread pools do not survive that).
+        setup: Trusted calls ``(target, payload)`` the zygote makes once after the
+            preload, before any child (``target`` is ``"module:function"`` of a preloaded
+            module): loading a data set into a module's globals, say, so that every child
+            inherits it without a copy. The same rule: no torch ops that start thread
+            pools. They run again if the zygote is restarted.
         temp_root: Directory in which each call's working directory is made (and
             removed); ``None`` for the system's temporary directory. A root zygote's
             children run as ``nobody``, which must be able to reach it.
@@ -174,6 +183,7 @@ class Sandbox:
 
     Raises:
         ImportError: A preload module cannot be imported.
+        SandboxSetupError: A ``setup`` call raised (its message is in the error's).
         RuntimeError: The zygote failed to start, or cannot confine its children here
             (``limits.cuda`` with a ``memory_mb`` cap needs a cgroup per call).
     """
@@ -183,11 +193,13 @@ class Sandbox:
         *,
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, safe to share
         preload: Sequence[str] = (),
+        setup: Sequence[tuple[str, dict]] = (),
         temp_root: str | os.PathLike[str] | None = None,
         read_paths: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self._limits = limits
         self._preload = tuple(preload)
+        self._setup = tuple((str(target), dict(payload)) for target, payload in setup)
         self._temp_root = None if temp_root is None else os.fspath(temp_root)
         self._read_paths = tuple(os.path.abspath(os.fspath(path)) for path in read_paths)
         self._lock = threading.Lock()
@@ -307,6 +319,7 @@ class Sandbox:
         if self._server is None:
             self._server = _Server.start(
                 self._preload,
+                self._setup,
                 self._temp_root,
                 self._read_paths,
                 self._limits.private_root,

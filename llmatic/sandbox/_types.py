@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class SandboxSetupError(RuntimeError):
+    """A set-up call of the zygote (``Sandbox(setup=...)``) failed; the message says why."""
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     """Resource limits of one sandboxed call.

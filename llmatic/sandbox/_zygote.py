@@ -66,9 +66,9 @@ def main(config: dict[str, Any]) -> None:
     """Entry point of the zygote process.
 
     Args:
-        config: ``{"control_fd": int, "preload": [module names], "sys_path": [...],
-            "temp_root": str or None}`` (the boot line has already installed
-            ``sys_path``).
+        config: ``{"control_fd": int, "preload": [module names], "setup": [[target,
+            payload], ...], "sys_path": [...], "temp_root": str or None}`` (the boot line
+            has already installed ``sys_path``).
     """
     control = socket.socket(fileno=int(config["control_fd"]))
     # Ctrl-C in the search's terminal is the parent's business; it closes us cleanly.
@@ -79,6 +79,15 @@ def main(config: dict[str, Any]) -> None:
             importlib.import_module(name)
     except BaseException as err:  # report it instead of dying silently
         control.send(json.dumps({"error": one_line(f"{type(err).__name__}: {err}")}).encode())
+        return
+    try:
+        # Trusted set-up calls (loading a data set once, for every child to inherit).
+        for target, payload in config.get("setup", []):
+            module, _, function = target.partition(":")
+            getattr(importlib.import_module(module), function)(payload)
+    except BaseException as err:
+        message = one_line(f"{type(err).__name__}: {err}")
+        control.send(json.dumps({"setup_error": message}).encode())
         return
     temp_root = config.get("temp_root")
     readable = _confine.readable_paths(config.get("read_paths", []))

@@ -1,0 +1,179 @@
+"""CIFAR-10 and CIFAR-100: networks trained for real by the fast trainer, in the sandbox.
+
+The paper's experiment. The sandbox's zygote loads the splits once (:func:`load_data`, a
+``Sandbox(setup=...)`` call: :func:`llmatic.benchmarks._cifar_data.load_cifar`, numpy only),
+and every child inherits them without a copy. A child puts them on its training device as
+uint8 tensors and trains with :func:`llmatic.fast_training.train_network` (augmentation and
+normalisation on the device, mixed precision on CUDA). It trains either a candidate's own
+code (:func:`train_code`, the free-form space) or the NAS-Bench-201 macro network of an arch
+string, rebuilt by trusted code (:func:`train_arch`, so a user can check a table entry for
+real).
+
+The objective is the validation accuracy on a seeded, stratified held-out part of the
+training set (``data.val_size``, 5,000 by default). The test accuracy is recorded for the
+final report and never selects anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from llmatic.benchmarks._cifar_data import INPUT_SHAPE, NUM_CLASSES, CifarSplit, load_cifar
+from llmatic.benchmarks.base import ArchEvaluation
+from llmatic.benchmarks.digits import measure_and_train, train_in_sandbox
+from llmatic.sandbox import Sandbox
+
+#: The splits and their channel statistics, in the zygote after :func:`load_data`.
+DATA: dict[str, Any] = {}
+#: NAS-Bench-201's macro network on CIFAR: 16 channels, 5 cells per stage.
+NB201_CHANNELS, NB201_CELLS_PER_STAGE = 16, 5
+
+
+def load_data(payload: dict) -> None:
+    """Sandbox set-up call: loads the splits into :data:`DATA`, in the zygote.
+
+    Payload ``{"root", "dataset", "val_size", "split_seed"}``. Numpy only: no torch op
+    runs in the zygote (its thread pools would not survive the fork).
+
+    Raises:
+        DataError: The data set is missing or damaged (see ``load_cifar``).
+    """
+    splits = load_cifar(
+        payload["root"],
+        dataset=payload["dataset"],
+        val_size=int(payload["val_size"]),
+        split_seed=int(payload["split_seed"]),
+    )
+    train = splits["train"].images.numpy()
+    mean = train.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = np.sqrt(np.array([np.var(train[:, c], dtype=np.float64) for c in range(train.shape[1])]))
+    DATA.clear()
+    DATA.update(splits=splits, dataset=payload["dataset"], mean=mean, std=std)
+
+
+def train_code(payload: dict, *, static_check: bool = True) -> dict:
+    """Sandbox target: trains the untrusted network of ``payload["code"]``.
+
+    Raises:
+        CandidateError: What building the network raises (see
+            :func:`llmatic.spaces.freeform_inspect.build_network`); ``training_error``
+            when the loss becomes NaN or infinite; ``forward_error`` (or
+            ``out_of_memory``) when the code raises while it is measured or trained.
+    """
+    import torch
+
+    from llmatic.spaces.freeform_inspect import build_network
+
+    torch.manual_seed(payload["seed"])
+    network = build_network(
+        payload["code"],
+        input_shape=INPUT_SHAPE,
+        num_classes=NUM_CLASSES[_data()["dataset"]],
+        static_check=static_check,
+    )
+    return _train_and_score(network, payload, untrusted=True)
+
+
+def train_arch(payload: dict) -> dict:
+    """Sandbox target: trains NAS-Bench-201's macro network of ``payload["arch"]``."""
+    import torch
+
+    from llmatic.nb201.network import ArchCell, CellNetwork
+
+    torch.manual_seed(payload["seed"])
+    arch = payload["arch"]
+    network = CellNetwork(
+        lambda c: ArchCell(arch, c),
+        channels=NB201_CHANNELS,
+        cells_per_stage=NB201_CELLS_PER_STAGE,
+        in_channels=INPUT_SHAPE[0],
+        num_classes=NUM_CLASSES[_data()["dataset"]],
+    )
+    return _train_and_score(network, payload, untrusted=False)
+
+
+def _data() -> dict[str, Any]:
+    if not DATA:
+        raise RuntimeError("no CIFAR data in this process: the sandbox needs load_data set-up")
+    return DATA
+
+
+def _train_and_score(network: Any, payload: dict, *, untrusted: bool) -> dict:
+    """Measures ``network``, trains it with ``payload["train"]`` and scores it."""
+    import torch
+
+    from llmatic.devices import resolve_device
+    from llmatic.fast_training import DeviceDataset, TrainSettings, train_network
+
+    data = _data()
+    device = torch.device(resolve_device(payload["device"]))
+    mean, std = (torch.from_numpy(data[k]).float() for k in ("mean", "std"))
+
+    def on_device(split: CifarSplit) -> DeviceDataset:
+        return DeviceDataset(split.images, split.labels, device=device, mean=mean, std=std)
+
+    def train() -> Any:
+        splits = data["splits"]
+        return train_network(
+            network,
+            train=on_device(splits["train"]),
+            val=on_device(splits["val"]),
+            test=on_device(splits["test"]),
+            settings=TrainSettings(**payload["train"]),
+            seed=payload["seed"],
+            device=device,
+        )
+
+    return measure_and_train(network, train, input_shape=INPUT_SHAPE, untrusted=untrusted)
+
+
+class CifarBenchmark:
+    """Trains networks on CIFAR-10 or CIFAR-100 in the sandbox (see the module docstring).
+
+    Args:
+        sandbox: Runs the training children; it must have been built with
+            :meth:`sandbox_setup`'s call (and this module preloaded).
+        dataset: ``cifar10`` or ``cifar100``.
+        train: :class:`~llmatic.fast_training.TrainSettings` fields (the recipe).
+        seed: Seeds each candidate's weights, data order and augmentation.
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+    """
+
+    name = "cifar"
+
+    def __init__(
+        self, *, sandbox: Sandbox, dataset: str, train: dict, seed: int, device: str
+    ) -> None:
+        from llmatic.fast_training import TrainSettings
+
+        if dataset not in NUM_CLASSES:
+            raise ValueError(f"dataset must be one of {sorted(NUM_CLASSES)}, got {dataset!r}")
+        TrainSettings(**train)  # checks the recipe here, not in every child
+        self.sandbox = sandbox
+        self.dataset = dataset
+        self.settings = {"train": dict(train), "seed": seed, "device": device}
+
+    @staticmethod
+    def sandbox_setup(
+        *, root: str, dataset: str, val_size: int, split_seed: int
+    ) -> list[tuple[str, dict]]:
+        """The zygote's set-up call that loads the splits (for ``Sandbox(setup=...)``)."""
+        payload = {"root": root, "dataset": dataset, "val_size": val_size, "split_seed": split_seed}
+        return [("llmatic.benchmarks.cifar:load_data", payload)]
+
+    def evaluate(self, arch: str) -> ArchEvaluation:
+        """Trains NAS-Bench-201's macro network of ``arch``, rebuilt by trusted code."""
+        return self._train("train_arch", {"arch": arch, **self.settings})
+
+    def evaluate_code(self, code: str) -> ArchEvaluation:
+        """Trains the network that untrusted ``code`` defines.
+
+        Raises:
+            CandidateError: The code fails to build, run or train (see :func:`train_code`).
+        """
+        return self._train("train_code", {"code": code, **self.settings})
+
+    def _train(self, target: str, payload: dict) -> ArchEvaluation:
+        return train_in_sandbox(self.sandbox, f"llmatic.benchmarks.cifar:{target}", payload)
