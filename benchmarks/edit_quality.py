@@ -16,6 +16,10 @@ Operators, all from the same parents:
   gets the same number of samples but sees a different subset of parents;
 - ``llm-unconstrained``: the same with ``constrained=False`` (what the grammar buys), at
   the first temperature and for the first two prompts only;
+- ``llm-feedback-K`` (``--feedback K``): the ``llm`` operator with in-context feedback
+  (``search.feedback_elites=K``): the prompt also shows K other cells with their
+  validation accuracy, worst first: the best K of ``--feedback-pool`` random archs of the
+  table (drawn per parent), as the fittest elites of an archive that size would be;
 - ``random-1``: NB201's REA mutation (one edge gets a different operation,
   :func:`llmatic.spaces.nb201.mutate_arch`); ``random-2``: two of them in a row
   (the LLM's trust region of at most 2 edges; it may undo itself).
@@ -143,6 +147,7 @@ def run_llm(
     samples: int,
     constrained: bool,
     label: str,
+    examples: dict[str, list[tuple[str, float]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Samples ``samples`` mutations per parent; each sample's prompt cycles through ``prompts``."""
     from llmatic.llm.transformers_backend import TransformersLLM
@@ -172,7 +177,8 @@ def run_llm(
     for p, parent in enumerate(parents):
         for k in range(samples):
             pid = (p * samples + k) % len(prompts)
-            request = prompter.mutation(arch_to_code(parent[0]), prompts[pid], temperature)
+            shown = (examples or {}).get(parent[0], [])
+            request = prompter.mutation(arch_to_code(parent[0]), prompts[pid], temperature, shown)
             jobs.append((parent, pid, request))
     # Same prompt together: rows of a batch then have nearly the same length.
     jobs.sort(key=lambda job: job[1])
@@ -204,6 +210,21 @@ def run_llm(
             )
         done = first + len(chunk)
         print(f"    {label}: {done}/{len(jobs)} samples, {seconds:.0f} s this batch", flush=True)
+    return out
+
+
+def feedback_examples(
+    table: NasBench201Table, parents: list[tuple[str, float]], k: int, pool: int, seed: int
+) -> dict[str, list[tuple[str, float]]]:
+    """Per parent: the best ``k`` of ``pool`` random archs (not the parent) as code, with
+    their validation accuracy, worst first (what ``feedback_elites=k`` shows)."""
+    val = table.column("cifar10", "val", "200")
+    archs = table.archs
+    out = {}
+    for i, (arch, _) in enumerate(parents):
+        rows = np.random.default_rng([seed, 7, i]).choice(len(archs), size=pool, replace=False)
+        best = sorted((r for r in rows if archs[r] != arch), key=lambda r: -val[r])[:k]
+        out[arch] = [(arch_to_code(archs[r]), float(val[r])) for r in reversed(best)]
     return out
 
 
@@ -332,6 +353,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--min-val", type=float, default=80.0)
     parser.add_argument("--max-val", type=float, default=88.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--feedback", type=int, default=0, help="also run llm-feedback-K with K elites shown"
+    )
+    parser.add_argument("--feedback-pool", type=int, default=64)
     parser.add_argument("--out", type=Path, default=RESULTS / "edit_quality.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -354,6 +379,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         samples[("llm", temperature)] = run_llm(
             table, parents, prompts, crossover, temperature, args.samples, True, "llm"
         )
+    if args.feedback > 0:
+        shown = feedback_examples(table, parents, args.feedback, args.feedback_pool, args.seed)
+        label = f"llm-feedback-{args.feedback}"
+        for temperature in args.temperatures:
+            print(f"  {label} T={temperature} ...", flush=True)
+            samples[(label, temperature)] = run_llm(
+                table, parents, prompts, crossover, temperature, args.samples, True, label, shown
+            )
     if args.unconstrained_samples > 0:
         temperature = args.temperatures[0]
         print(f"  llm-unconstrained T={temperature} ...", flush=True)
@@ -408,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "samples": args.samples,
         "unconstrained_samples": args.unconstrained_samples,
         "random_samples": args.random_samples,
+        "feedback": args.feedback,
+        "feedback_pool": args.feedback_pool,
         "temperatures": args.temperatures,
         "prompts": prompts,
         "seconds": time.perf_counter() - started,

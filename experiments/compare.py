@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="add published NAS-Bench-201 numbers (not ours) to the report",
     )
+    parser.add_argument(
+        "--table",
+        type=Path,
+        default=None,
+        help="NAS-Bench-201 table for the evaluations-to-target section "
+        "(default: each run's benchmark.table)",
+    )
     args = parser.parse_args(argv)
     try:
         result = compare(
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             baselines=args.baselines,
             anchors=args.anchors,
+            table=args.table,
         )
     except (NoRunsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -37,6 +37,12 @@ class Candidate:
         arch: The search space's key of the network, once known (NB201: the arch string;
             see :class:`llmatic.spaces.SearchSpace`); the field keeps its name so that
             ``candidates.jsonl`` keeps its columns.
+        prompt_tokens: Tokens of the prompt (with prefill) the LLM read for it (0 for
+            candidates no LLM made; see :class:`llmatic.llm.base.Generation`).
+        generation_tokens: Tokens the LLM generated for it.
+        llm_seconds: Its share of the wall time of the batched LLM call that made it: the
+            call's seconds split evenly over the call's requests.
+        eval_seconds: Seconds the evaluator spent on it.
     """
 
     id: int
@@ -57,7 +63,9 @@ class Candidate:
     objective: float | None = None  # validation accuracy, %
     test_objective: float | None = None  # test accuracy, %; never read by the search
     measures: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0
     generation_tokens: int = 0
+    llm_seconds: float = 0.0
     eval_seconds: float = 0.0
 
     def fail(self, kind: str, message: str) -> None:

@@ -54,7 +54,7 @@ CHECKPOINT_FILE = "checkpoint.pkl"
 _FORMAT = "llmatic-checkpoint"
 
 #: Scheduler attributes that refer to other parts of the search (not saved).
-_SCHEDULER_ATTACHED = ("_archive", "_emitters", "_result_archive")
+_SCHEDULER_ATTACHED = ("_archive", "_emitters", "_emitter_pool", "_result_archive")
 
 
 class CheckpointError(RuntimeError):

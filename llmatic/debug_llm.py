@@ -36,7 +36,7 @@ class ScriptedDebugLLM(CounterState):
     """
 
     #: Counters saved by :meth:`state_dict` (the first seeds the sampling).
-    _STATE_FIELDS = ("_calls", "total_tokens", "total_seconds")
+    _STATE_FIELDS = ("_calls", "total_tokens", "total_seconds", "total_prompt_tokens")
 
     def __init__(
         self,
@@ -53,6 +53,7 @@ class ScriptedDebugLLM(CounterState):
         self.delay_s = delay_s
         self.stop = tuple(stop)
         self.total_tokens = 0
+        self.total_prompt_tokens = 0
         self.total_seconds = 0.0
         self._calls = 0
 
@@ -73,8 +74,13 @@ class ScriptedDebugLLM(CounterState):
                 code = arch_to_code(arch)
                 text = code.removeprefix(request.prefill)
             text = cut_at_stop(text, self.stop)
-            out.append(Generation(text=text, num_tokens=len(text.split())))
+            # "Tokens" are words here, of the prompt as a model would see it (with prefill).
+            prompt_tokens = len((request.prompt + request.prefill).split())
+            out.append(
+                Generation(text=text, num_tokens=len(text.split()), prompt_tokens=prompt_tokens)
+            )
         self.total_tokens += sum(g.num_tokens for g in out)
+        self.total_prompt_tokens += sum(g.prompt_tokens for g in out)
         self.total_seconds += time.perf_counter() - start
         return out
 

@@ -46,8 +46,18 @@ class Prompter(Protocol):
     crossover_prompt: str
     proposed: set[str]
 
-    def mutation(self, parent_code: str, instruction: str, temperature: float) -> GenerationRequest:
-        """The request that asks the LLM to rewrite ``parent_code`` as ``instruction`` says."""
+    def mutation(
+        self,
+        parent_code: str,
+        instruction: str,
+        temperature: float,
+        examples: Sequence[tuple[str, float]] = (),
+    ) -> GenerationRequest:
+        """The request that asks the LLM to rewrite ``parent_code`` as ``instruction`` says.
+
+        ``examples``: ``(code, validation accuracy %)`` of other networks, shown before the
+        parent (in-context feedback); a prompter that cannot show them raises ValueError.
+        """
         ...
 
     def crossover(

@@ -4,7 +4,8 @@
 - ``candidates.jsonl``: every candidate (written by :class:`~llmatic.candidate.CandidateStore`);
 - ``archives/network.pkl``, ``archives/prompts.pkl``: the pyribs GridArchives, pickled
   (``pickle.load`` gives back a ``ribs.archives.GridArchive``), and their ``.csv`` tables;
-- ``summary.json``: the final report (see :func:`summarize`);
+- ``summary.json``: the final report (see :func:`summarize`; its ``cost``:
+  :func:`summarize_cost`);
 - ``checkpoint.pkl``: the search state, to resume the run (see :mod:`llmatic.checkpoint`);
 - ``plots/``: heatmaps of both archives and the progress plot (``python -m experiments.plot``).
 """
@@ -122,3 +123,92 @@ def summarize(
             "qd_score": float(stats.qd_score),
         },
     }
+
+
+def summarize_cost(
+    store: CandidateStore,
+    *,
+    evaluations: int,
+    price_per_million_input: float = 0.0,
+    price_per_million_output: float = 0.0,
+) -> dict:
+    """What the LLM cost: tokens in and out, seconds and USD, in all and per unit.
+
+    Worked out from the candidates (each carries its tokens and its share of the LLM's
+    time), so a resumed run counts the calls made before it was stopped too. USD applies
+    the configured prices per million tokens (0 for local models).
+
+    Returns:
+        ``prompt_tokens``, ``completion_tokens``, ``llm_seconds``, ``usd`` over the run,
+        the prices used, and the same four numbers ``per_candidate`` (per candidate an LLM
+        made: one with a ``prompt_id``; None when there is none) and ``per_evaluation``
+        (per charged evaluation; None when there is none).
+    """
+    made = [c for c in store if c.prompt_id is not None]
+    prompt_tokens = sum(c.prompt_tokens for c in store)
+    completion_tokens = sum(c.generation_tokens for c in store)
+    totals = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "llm_seconds": float(sum(c.llm_seconds for c in store)),
+        "usd": (
+            prompt_tokens * price_per_million_input + completion_tokens * price_per_million_output
+        )
+        / 1e6,
+    }
+
+    def per(count: int) -> dict | None:
+        return {key: value / count for key, value in totals.items()} if count else None
+
+    return {
+        **totals,
+        "price_per_million_input": price_per_million_input,
+        "price_per_million_output": price_per_million_output,
+        "per_candidate": per(len(made)),
+        "per_evaluation": per(evaluations),
+    }
+
+
+def summarize_operators(store: CandidateStore) -> dict[str, dict]:
+    """What each operator (``mutation``, ``crossover``, ``classic``, ``rea``, ...) gave.
+
+    Per operator: its candidates; their statuses; its charged evaluations and their share
+    of all charged evaluations; ``better_than_parent``, the share of its evaluated children
+    (with parents) that beat their best parent's validation accuracy; and ``new_best``, how
+    many of its evaluations set a new best validation accuracy of the run.
+    """
+    report: dict[str, dict] = {}
+    charged_total = sum(c.charged for c in store)
+    best = float("-inf")
+    for candidate in store:  # creation order = evaluation order
+        row = report.setdefault(
+            candidate.operator,
+            {
+                "candidates": 0,
+                "evaluations": 0,
+                "failed": 0,
+                "duplicates": 0,
+                "_with_parent": 0,
+                "_better": 0,
+                "new_best": 0,
+            },
+        )
+        row["candidates"] += 1
+        row["failed"] += candidate.status == "failed"
+        row["duplicates"] += candidate.status == "duplicate"
+        if not candidate.charged or candidate.objective is None:
+            continue
+        row["evaluations"] += 1
+        if candidate.objective > best:
+            best = candidate.objective
+            row["new_best"] += 1
+        parents = [store[i].objective for i in candidate.parent_ids]
+        parents = [p for p in parents if p is not None]
+        if parents:
+            row["_with_parent"] += 1
+            row["_better"] += candidate.objective > max(parents)
+    for row in report.values():
+        with_parent, better = row.pop("_with_parent"), row.pop("_better")
+        row["share_of_evaluations"] = row["evaluations"] / charged_total if charged_total else 0.0
+        row["better_than_parent"] = better / with_parent if with_parent else None
+    return report

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from llmatic.llm.base import Generation, GenerationRequest
-from llmatic.nb201.cell import CELL_FORWARD, arch_to_code
+from llmatic.nb201.cell import CELL_FORWARD, EDGES, arch_to_code, format_arch
+from llmatic.nb201.ops import OP_NAMES
 
 # Tests must never reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,3 +55,23 @@ class ScriptedLLM:
 @pytest.fixture
 def scripted_llm():
     return ScriptedLLM
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    """A synthetic NB201 table of the whole cell space (random CIFAR-10 accuracies)."""
+    archs = [
+        format_arch(dict(zip(EDGES, ops, strict=True)))
+        for ops in itertools.product(OP_NAMES, repeat=len(EDGES))
+    ]
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "arch": archs,
+            "cifar10_val": rng.uniform(10.0, 95.0, len(archs)).round(3),
+            "cifar10_test": rng.uniform(10.0, 95.0, len(archs)).round(3),
+        }
+    )
+    path = tmp_path_factory.mktemp("nb201") / "table.csv"
+    frame.to_csv(path, index=False)
+    return path

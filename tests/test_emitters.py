@@ -80,6 +80,25 @@ def test_mutation_uses_top_k_parents_and_one_llm_call(setup):
     assert store[ids[0]].prompt in request.prompt
 
 
+def test_mutation_with_feedback_shows_other_elites_worst_first(setup):
+    store, network, prompts, _ = setup
+    elites = add_elites(store, network, [10.0, 90.0, 80.0, 70.0])
+    llm = ScriptedLLM([edges_completion(ARCHS[0])])
+    emitter = make(LLMMutationEmitter, setup, llm, batch_size=6, parents_top_k=1, feedback_elites=2)
+    emitter.ask()
+    prompt = llm.calls[0][0].prompt
+    # The parent is the best elite (90 %): the next two are shown, worst first, then it.
+    assert prompt.index("accuracy 70.0 %") < prompt.index("accuracy 80.0 %")
+    assert "accuracy 90.0 %" not in prompt and "accuracy 10.0 %" not in prompt
+    shown_then_parent = prompt.split("# The cell to edit:\n")
+    assert len(shown_then_parent) == 2
+    assert shown_then_parent[1].startswith(elites[1].code.strip())
+    assert elites[2].code.strip() in shown_then_parent[0]
+    plain = make(LLMMutationEmitter, setup, ScriptedLLM(["x"]), batch_size=1)
+    plain.ask()
+    assert "accuracy" not in plain.llm.calls[0][0].prompt
+
+
 def test_mutation_asks_nothing_from_an_empty_archive(setup):
     llm = ScriptedLLM(["x"])
     assert len(make(LLMMutationEmitter, setup, llm, batch_size=4).ask()) == 0

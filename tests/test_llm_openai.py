@@ -386,8 +386,10 @@ def test_real_server_completes_each_request(real_server):
     assert len(out) == len(prompts)
     for generation in out:
         assert generation.num_tokens > 0  # from the server's usage
+        assert generation.prompt_tokens > 0  # so is this
         assert not any(stop in generation.text for stop in STOPS)
     assert llm.total_tokens == sum(g.num_tokens for g in out)
+    assert llm.total_prompt_tokens == sum(g.prompt_tokens for g in out)
 
 
 @pytest.mark.slow

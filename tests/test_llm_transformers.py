@@ -231,6 +231,17 @@ def test_max_new_tokens_and_counters(cache_dir, llm):
 
 
 @pytest.mark.slow
+def test_prompt_tokens_are_the_prompt_and_prefill_as_tokenised(llm):
+    before = llm.total_prompt_tokens
+    requests = [R("Once upon a time", 1.0, prefill=" there"), R("def add(a, b):\n", 1.0)]
+    out = llm.generate(requests)
+    expected = [len(llm._token_ids(r.prompt + r.prefill)) for r in requests]
+    assert [g.prompt_tokens for g in out] == expected and min(expected) > 2
+    assert llm.total_prompt_tokens - before == sum(expected)
+    assert llm.state_dict()["total_prompt_tokens"] == llm.total_prompt_tokens
+
+
+@pytest.mark.slow
 def test_num_threads_applies_only_while_generating(cache_dir, llm):
     before = torch.get_num_threads()
     backend = TransformersLLM(

@@ -15,39 +15,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
 from llmatic.checkpoint import CHECKPOINT_FILE, FORMAT_VERSION, CheckpointError, read_header
 from llmatic.evaluation import Evaluator
-from llmatic.nb201.cell import EDGES, format_arch
-from llmatic.nb201.ops import OP_NAMES
 from llmatic.run import ConfigError, resume_config, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 BUDGET = 24
-
-
-@pytest.fixture(scope="module")
-def table(tmp_path_factory) -> Path:
-    """A synthetic NB201 table of the whole cell space (random CIFAR-10 accuracies)."""
-    archs = [
-        format_arch(dict(zip(EDGES, ops, strict=True)))
-        for ops in itertools.product(OP_NAMES, repeat=len(EDGES))
-    ]
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(
-        {
-            "arch": archs,
-            "cifar10_val": rng.uniform(10.0, 95.0, len(archs)).round(3),
-            "cifar10_test": rng.uniform(10.0, 95.0, len(archs)).round(3),
-        }
-    )
-    path = tmp_path_factory.mktemp("nb201") / "table.csv"
-    frame.to_csv(path, index=False)
-    return path
 
 
 def overrides(table: Path, *extra: str) -> list[str]:
@@ -75,7 +52,7 @@ def outcome(run_dir: Path) -> dict:
         json.loads(line) for line in (run_dir / "candidates.jsonl").read_text().splitlines()
     ]
     for c in candidates:
-        del c["eval_seconds"]
+        del c["eval_seconds"], c["llm_seconds"]
     archives = {}
     for name in ("network", "prompts"):
         if not (run_dir / f"archives/{name}.pkl").exists():
@@ -161,13 +138,15 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
     assert summary["checkpoint"]["writes"] >= 1
 
 
-def test_resumed_baseline_keeps_its_population(table, tmp_path, monkeypatch):
+@pytest.mark.parametrize("search", ["rea", "local"])
+def test_resumed_baseline_keeps_its_population(table, tmp_path, monkeypatch, search):
     cfg = compose_cfg(
         [
             "benchmark=nasbench201",
             f"benchmark.table={table}",
-            "search=rea",
+            f"search={search}",
             f"search.budget={BUDGET}",
+            "search.batch_size=5",  # local search: a neighbourhood over several iterations
             "output.plots=false",
         ]
     )
@@ -177,11 +156,26 @@ def test_resumed_baseline_keeps_its_population(table, tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             run_experiment(cfg, tmp_path / "resumed")
     header = read_header(tmp_path / "resumed" / CHECKPOINT_FILE)
-    assert header["evaluations"] == 16
+    assert 0 < header["evaluations"] < BUDGET
     run_experiment(cfg, tmp_path / "resumed", resume=True)
     resumed = outcome(tmp_path / "resumed")
     check_accounting(resumed)
     assert resumed == outcome(tmp_path / "reference")
+
+
+def test_resumed_bandit_pool_equals_the_uninterrupted_one(table, tmp_path, monkeypatch):
+    cfg = compose_cfg(overrides(table, "search=llmatic_bandit", "search.classic_batch_size=3"))
+    run_experiment(cfg, tmp_path / "reference")
+    with monkeypatch.context() as patch:
+        interrupt(patch, "score", call=15)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(cfg, tmp_path / "resumed")
+    run_experiment(cfg, tmp_path / "resumed", resume=True)
+    resumed, reference = outcome(tmp_path / "resumed"), outcome(tmp_path / "reference")
+    check_accounting(resumed)
+    assert resumed == reference
+    operators = {c["operator"] for c in reference["candidates"]}
+    assert "classic" in operators and operators & {"mutation", "crossover"}
 
 
 def _children(pid: int) -> list[int]:

@@ -115,6 +115,10 @@ def test_in_forward_while_training(
         world.real_home.unlink(missing_ok=True)
         world.real_project.unlink(missing_ok=True)
     allowed = {TRAINING_KIND.get(kind, kind) for kind in case.bypassed} - {None}
+    if case.id == "fork-bomb-counted":
+        # Forking up to the process cap in every forward pass can outlast the 2 s wall
+        # limit on a loaded machine: then the limit is what holds it.
+        allowed.add("timeout")
     adversarial.assert_held(case, frozenset(allowed), result, sandbox, world)
     adversarial.assert_nothing_outside_changed(sandbox, world, zygote, rss)
     control = train(sandbox, SEED)

@@ -34,8 +34,10 @@ from scipy.stats import mannwhitneyu  # noqa: E402
 from llmatic.analysis.prompt_stats import prompt_markdown, prompt_stats  # noqa: E402
 
 DEFAULT_BUDGETS = (100, 500, 2000)
-DEFAULT_BASELINES = ("random", "rea")
+DEFAULT_BASELINES = ("random", "rea", "local")
 RUN_FILES = ("summary.json", "candidates.jsonl")
+#: A run's LLM cost over the whole run (summary.json's ``cost``; NaN in older runs).
+COST_COLUMNS = ("prompt_tokens", "completion_tokens", "llm_seconds", "usd")
 CSV_COLUMNS = (
     "dataset",
     "method",
@@ -45,6 +47,7 @@ CSV_COLUMNS = (
     "test",
     "found_at_evaluation",
     "evaluations",
+    *COST_COLUMNS,
     "run_dir",
 )
 
@@ -89,13 +92,15 @@ class Run:
 
     Attributes:
         run_dir: The run's directory.
-        method: ``search.name`` (``llmatic``, ``random``, ``rea``, ...).
+        method: ``search.label`` (``search.name`` in runs from before labels):
+            ``llmatic``, ``llmatic_bandit``, ``random``, ``rea``, ``local``, ...
         seed: The run's seed.
         benchmark: ``benchmark.name`` (``nasbench201``, ``digits``).
         dataset: ``benchmark.dataset``, or the benchmark name when there is none.
         budget: ``search.budget``: charged evaluations the run was asked for.
         val: Validation accuracy (%) of each charged evaluation, in order (NaN: none).
         test: Test accuracy (%) of the same evaluations (NaN: none).
+        cost: The run's LLM cost, :data:`COST_COLUMNS` -> value (NaN: not recorded).
     """
 
     run_dir: Path
@@ -106,6 +111,8 @@ class Run:
     budget: int | None
     val: np.ndarray
     test: np.ndarray
+    cost: dict[str, float] = field(default_factory=lambda: read_cost({}))
+    operators: dict[str, dict] = field(default_factory=dict)
     best_index: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -225,7 +232,7 @@ def load_run(run_dir: Path) -> Run:
     cfg = _read_config(run_dir / "config.yaml")
     val, test = _read_evaluations(run_dir / "candidates.jsonl")
     try:
-        json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError) as err:
         raise RunLoadError(f"{run_dir / 'summary.json'}: {err}") from None
     try:
@@ -233,13 +240,15 @@ def load_run(run_dir: Path) -> Run:
         budget = cfg["search"].get("budget")
         return Run(
             run_dir=run_dir,
-            method=str(cfg["search"]["name"]),
+            method=str(cfg["search"].get("label") or cfg["search"]["name"]),
             seed=int(cfg["seed"]),
             benchmark=benchmark,
             dataset=str(cfg["benchmark"].get("dataset") or benchmark),
             budget=None if budget is None else int(budget),
             val=val,
             test=test,
+            cost=read_cost(summary),
+            operators=(summary.get("operators") or {}) if isinstance(summary, dict) else {},
         )
     except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise RunLoadError(f"{run_dir / 'config.yaml'}: missing or bad key {err}") from None
@@ -377,6 +386,7 @@ def results_frame(runs: Sequence[Run], budgets: Sequence[int]) -> pd.DataFrame:
                     "test": selection.test if selection else math.nan,
                     "found_at_evaluation": selection.evaluation if selection else None,
                     "evaluations": run.evaluations,
+                    **run.cost,
                     "run_dir": str(run.run_dir),
                 }
             )
@@ -545,8 +555,10 @@ def render_markdown(
     anchors: bool,
     warnings: Sequence[str],
     images: dict[str, list[str]],
+    targets: dict[str, float] | None = None,
 ) -> str:
-    """The whole report; ``images`` maps a dataset to its image file names."""
+    """The whole report; ``images`` maps a dataset to its image file names; ``targets``
+    a dataset to the validation accuracy of its best-by-validation architecture."""
     tests = rank_tests(frame, baselines, budgets)
     out = [
         "# Comparison of NAS runs",
@@ -584,6 +596,19 @@ def render_markdown(
             out.append(rank_table(ours))
         else:
             out.append(f"No test: needs a baseline ({', '.join(baselines)}) and another method.")
+        target = (targets or {}).get(str(dataset))
+        if target is not None:
+            out += [
+                "",
+                "### Evaluations to reach the best-by-validation architecture",
+                "",
+                f"The target: validation accuracy {target:.2f} %, the best of the whole "
+                "table (the architecture a search by validation ends with). Median over "
+                "seeds of the first evaluation that reached it (a run that never did counts "
+                "as more than it made); *reached by B*: seeds that had it within B.",
+                "",
+                reach_table(mine, methods, target, budgets),
+            ]
         published = published_for(mine[0].benchmark, str(dataset)) if anchors else []
         if published:
             out += [
@@ -594,10 +619,179 @@ def render_markdown(
                     ["source", "test accuracy (%)"], ((s, f"{v:.2f}") for s, v in published)
                 ),
             ]
+        out += ["", "### Cost (LLM)", "", cost_table(mine, methods)]
+        if any(r.operators for r in mine):
+            out += ["", "### Operators", "", operators_table(mine, methods)]
         out += [""] + [f"![{name}]({name})" for name in images.get(str(dataset), [])]
     if warnings:
         out += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
     return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------ cost
+
+
+def read_cost(summary: object) -> dict[str, float]:
+    """A run's LLM cost, :data:`COST_COLUMNS` -> value, from its ``summary.json``.
+
+    NaN for what the summary does not hold (runs made before cost accounting).
+    """
+    cost = summary.get("cost") if isinstance(summary, dict) else None
+    cost = cost if isinstance(cost, dict) else {}
+    return {key: _number_or_nan(cost.get(key)) for key in COST_COLUMNS}
+
+
+def _number_or_nan(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)
+
+
+def cost_table(runs: Sequence[Run], methods: Sequence[str]) -> str:
+    """Per method, mean ± std over seeds of what the LLM cost a run, with a note above."""
+    columns = (
+        ("completion tokens", lambda r: r.cost["completion_tokens"], "{:,.0f}"),
+        ("prompt tokens", lambda r: r.cost["prompt_tokens"], "{:,.0f}"),
+        ("LLM seconds", lambda r: r.cost["llm_seconds"], "{:,.1f}"),
+        ("USD per run", lambda r: r.cost["usd"], None),
+        (
+            "USD per evaluation",
+            lambda r: r.cost["usd"] / r.evaluations if r.evaluations else math.nan,
+            None,
+        ),
+    )
+    rows = []
+    for method in methods:
+        mine = [r for r in runs if r.method == method]
+        recorded = sum(not math.isnan(r.cost["usd"]) for r in mine)
+        cells = [_mean_std([value(r) for r in mine], fmt) for _, value, fmt in columns]
+        rows.append([method, f"{recorded}/{len(mine)}", *cells])
+    note = (
+        "Per run: mean ± sample std over seeds (runs recorded without cost left out). "
+        "Tokens as the backend counted them (its tokenizer, a server's usage, else about 4 "
+        "characters per token); USD from the prices per million tokens in each run's `llm` "
+        "config (0 for local models)."
+    )
+    header = ["method", "runs with cost", *(name for name, _, _ in columns)]
+    return note + "\n\n" + markdown_table(header, rows)
+
+
+def _mean_std(values: Sequence[float], fmt: str | None) -> str:
+    """``mean ± std`` (ddof=1) of the finite ``values``; ``fmt`` None: USD amounts."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return "n/a"
+
+    def show(x: float) -> str:
+        if fmt is not None:
+            return fmt.format(x)
+        return f"{x:,.2f}" if x == 0 or abs(x) >= 1 else f"{x:.3g}"  # USD: cents or 3 digits
+
+    text = show(float(np.mean(finite)))
+    return text + (f" ± {show(float(np.std(finite, ddof=1)))}" if len(finite) > 1 else "")
+
+
+def operators_table(runs: Sequence[Run], methods: Sequence[str]) -> str:
+    """Per method and operator, means over seeds of ``summary.json``'s ``operators``."""
+    rows = []
+    for method in methods:
+        mine = [r for r in runs if r.method == method and r.operators]
+        for operator in sorted({op for r in mine for op in r.operators}):
+            stats = [r.operators[operator] for r in mine if operator in r.operators]
+
+            def mean(key: str, stats=stats) -> float:
+                values = [s[key] for s in stats if isinstance(s.get(key), int | float)]
+                return float(np.mean(values)) if values else math.nan
+
+            better = mean("better_than_parent")
+            rows.append(
+                [
+                    method,
+                    operator,
+                    len(stats),
+                    f"{mean('evaluations'):.1f}",
+                    f"{100 * mean('share_of_evaluations'):.0f} %",
+                    "n/a" if math.isnan(better) else f"{100 * better:.0f} %",
+                    f"{mean('new_best'):.1f}",
+                    f"{mean('duplicates'):.1f}",
+                    f"{mean('failed'):.1f}",
+                ]
+            )
+    note = (
+        "Means over the runs of each method: charged evaluations of the operator, their "
+        "share of the run's, the share of its evaluated children that beat their best "
+        "parent, how many of its evaluations set a new best of the run, and its uncharged "
+        "duplicates and failures."
+    )
+    header = [
+        "method",
+        "operator",
+        "runs",
+        "evaluations",
+        "share",
+        "better than parent",
+        "new bests",
+        "duplicates",
+        "failed",
+    ]
+    return note + "\n\n" + markdown_table(header, rows)
+
+
+# ------------------------------------------------------------- evaluations to the target
+
+
+def reach_targets(runs: Sequence[Run], table: str | Path | None = None) -> dict[str, float]:
+    """Per dataset of NAS-Bench-201 runs: the validation accuracy (%) of the best
+    architecture a search by validation can find (the table's oracle).
+
+    Args:
+        runs: The runs; others than NAS-Bench-201's are passed over.
+        table: The table (default: each run's ``benchmark.table``, where it exists).
+
+    Returns:
+        ``{dataset: oracle validation accuracy}`` for the datasets whose table was found.
+    """
+    from llmatic.benchmarks.nasbench201 import NasBench201Table
+
+    targets, tables = {}, {}
+    for run in runs:
+        if run.benchmark != "nasbench201" or run.dataset in targets:
+            continue
+        bench = _read_config(run.run_dir / "config.yaml")["benchmark"]
+        path = Path(table if table is not None else bench.get("table", ""))
+        if not path.is_file():
+            continue
+        if path not in tables:
+            tables[path] = NasBench201Table.load(path)
+        _, val, _ = tables[path].oracle(run.dataset, str(bench.get("fidelity", "200")))
+        targets[run.dataset] = val
+    return targets
+
+
+def evaluations_to_reach(run: Run, target: float) -> int | None:
+    """The first charged evaluation (1-based) whose validation accuracy reaches ``target``."""
+    hits = np.flatnonzero(run.val >= target - 1e-9)
+    return int(hits[0]) + 1 if len(hits) else None
+
+
+def reach_table(
+    runs: Sequence[Run], methods: Sequence[str], target: float, budgets: Sequence[int]
+) -> str:
+    """Per method: evaluations until the best-by-validation architecture was found."""
+    rows = []
+    for method in methods:
+        mine = [r for r in runs if r.method == method]
+        needed = [evaluations_to_reach(r, target) for r in mine]
+        # A run that never reached the target needed more than it made: its value is
+        # +inf for the median, so a median above the evaluations made reads "> N".
+        values = np.array([math.inf if n is None else n for n in needed], dtype=float)
+        median = float(np.median(values))
+        made = max(r.evaluations for r in mine)
+        text = f"> {made}" if math.isinf(median) else f"{median:g}"
+        reached = [f"{sum(n is not None and n <= b for n in needed)}/{len(mine)}" for b in budgets]
+        rows.append([method, len(mine), text, *reached])
+    header = ["method", "seeds", "median evaluations", *(f"reached by {b}" for b in budgets)]
+    return markdown_table(header, rows)
 
 
 # ----------------------------------------------------------------------------------- plots
@@ -717,6 +911,7 @@ def compare(
     out: str | Path | None = None,
     baselines: Sequence[str] = DEFAULT_BASELINES,
     anchors: bool = False,
+    table: str | Path | None = None,
 ) -> Comparison:
     """Compares every run under ``paths`` and writes the report into ``out``.
 
@@ -726,6 +921,8 @@ def compare(
         out: Output folder (default: ``paths[0]/comparison``).
         baselines: Methods every other method is tested against.
         anchors: Whether to add published NAS-Bench-201 numbers to the report.
+        table: The NAS-Bench-201 table for the evaluations-to-target section (default:
+            each run's ``benchmark.table`` where it exists; none found: no section).
 
     Raises:
         NoRunsError: Nothing to compare.
@@ -762,6 +959,7 @@ def compare(
         anchors=anchors,
         warnings=warnings,
         images=images,
+        targets=reach_targets(runs, table),
     )
     prompts = prompt_markdown(prompt_stats((r.dataset, r.run_dir) for r in runs))
     if prompts:

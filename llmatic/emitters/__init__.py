@@ -1,6 +1,12 @@
-"""pyribs emitters: LLM mutation, crossover and initial phase; random search and REA baselines."""
+"""pyribs emitters: LLM mutation, crossover and initial phase; classic operators and baselines."""
 
-from llmatic.emitters._baselines import RandomSearchEmitter, RegularizedEvolutionEmitter
+from llmatic.emitters._baselines import (
+    ClassicMutationEmitter,
+    LocalSearchEmitter,
+    RandomSearchEmitter,
+    RegularizedEvolutionEmitter,
+    elite_ids,
+)
 from llmatic.emitters._crossover import LLMCrossoverEmitter
 from llmatic.emitters._initial import LLMInitialEmitter
 from llmatic.emitters._llm_emitter import CuriosityRule, LLMEmitterBase, TemperatureRule
@@ -9,12 +15,15 @@ from llmatic.emitters._state import CheckpointableEmitter
 
 __all__ = [
     "CheckpointableEmitter",
+    "ClassicMutationEmitter",
     "CuriosityRule",
     "LLMCrossoverEmitter",
     "LLMEmitterBase",
     "LLMInitialEmitter",
     "LLMMutationEmitter",
+    "LocalSearchEmitter",
     "RandomSearchEmitter",
     "RegularizedEvolutionEmitter",
     "TemperatureRule",
+    "elite_ids",
 ]

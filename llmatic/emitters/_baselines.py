@@ -1,4 +1,5 @@
-"""Baselines in the same loop: random search and regularized evolution (REA).
+"""Classic operators in the same loop: random search, regularized evolution (REA), local
+search, and the classic mutation that joins the LLM emitters in a pool.
 
 They propose networks of the search space as code (NB201: a cell rendered from its arch
 string; free form: a network the grammar writes), so that their candidates go through the
@@ -10,6 +11,7 @@ to sample and mutate (:meth:`~llmatic.spaces.SearchSpace.random_network`,
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Container
 
 import numpy as np
 from ribs.archives import GridArchive
@@ -18,6 +20,13 @@ from ribs.emitters import EmitterBase
 from llmatic.candidate import CandidateStore
 from llmatic.emitters._state import CheckpointableEmitter
 from llmatic.spaces import Proposal, SearchSpace
+
+
+def elite_ids(archive: GridArchive) -> list[int]:
+    """Candidate ids of the archive's elites, best objective first (ties: archive order)."""
+    data = archive.data(["solution", "objective"])
+    order = np.argsort(-data["objective"], kind="stable")
+    return [int(data["solution"][i]) for i in order]
 
 
 class _ArchEmitterBase(CheckpointableEmitter, EmitterBase):
@@ -133,3 +142,130 @@ class RegularizedEvolutionEmitter(_ArchEmitterBase):
             candidate = self.store[candidate_id]
             if candidate.status in ("evaluated", "duplicate") and candidate.objective is not None:
                 self.population.append((candidate.id, candidate.arch, candidate.objective))
+
+
+class LocalSearchEmitter(_ArchEmitterBase):
+    """Local search as run on NAS benchmarks (White et al., 2021).
+
+    From a random network, evaluate its whole neighbourhood (every network one smallest
+    change away: 24 on NAS-Bench-201), in random order, ``batch_size`` per ``ask``; move to
+    the best neighbour if it beats the current network, else (a local optimum) restart
+    from a new random network. Neighbours evaluated before cost nothing (duplicates keep
+    their first score) but still count in the comparison.
+
+    Args:
+        archive: The network archive (not used to choose).
+        space: Samples networks and lists neighbourhoods.
+        store: Where candidates are created.
+        batch_size: Neighbours per ``ask`` (24: a whole NB201 neighbourhood at once).
+        seed: Seed of the sampling.
+    """
+
+    operator = "local"
+
+    def __init__(self, archive: GridArchive, *, space: SearchSpace, **kwargs) -> None:
+        super().__init__(archive, space=space, **kwargs)
+        if not space.has_neighbours:
+            raise ValueError(f"local search needs neighbourhoods; the {space.name} space has none")
+        # (candidate id, key, objective) of the network whose neighbourhood is explored
+        self.current: tuple[int, str, float] | None = None
+        self.to_visit: list[Proposal] = []  # its neighbours not yet proposed
+        self.visited: list[tuple[int, str, float]] = []  # its neighbours scored so far
+        self.restarts = 0
+
+    def ask(self) -> np.ndarray:
+        if self.current is None:
+            return self._propose([self.space.random_network(rng=self.rng)], [()])
+        batch, self.to_visit = self.to_visit[: self.batch_size], self.to_visit[self.batch_size :]
+        return self._propose(batch, [(self.current[0],)] * len(batch))
+
+    def tell(self, solution, objective, measures, add_info, **fields) -> None:
+        scored = []
+        for candidate_id in solution:
+            candidate = self.store[candidate_id]
+            if candidate.status in ("evaluated", "duplicate") and candidate.objective is not None:
+                scored.append((candidate.id, candidate.arch, candidate.objective))
+        if self.current is None:  # the start of a climb
+            if scored:
+                self._move_to(scored[0])
+            return
+        self.visited += scored
+        if self.to_visit:
+            return
+        best = max(self.visited, key=lambda m: m[2], default=None)
+        if best is not None and best[2] > self.current[2]:
+            self._move_to(best)
+        else:  # a local optimum (or nothing scored): restart
+            self.current, self.restarts = None, self.restarts + 1
+
+    def _move_to(self, member: tuple[int, str, float]) -> None:
+        self.current, self.visited = member, []
+        self.to_visit = self.space.neighbours(code=self.store[member[0]].code, key=member[1])
+        self.to_visit = [self.to_visit[i] for i in self.rng.permutation(len(self.to_visit))]
+
+
+class ClassicMutationEmitter(_ArchEmitterBase):
+    """A classic mutation beside the LLM's: an elite's network with one small random change.
+
+    Each child: a parent drawn uniformly from the ``parents_top_k`` fittest elites of the
+    network archive (None: from all of them) whose neighbourhood is not yet all evaluated
+    (where the space lists neighbourhoods), changed by the space's own mutation (NB201:
+    one edge gets another operation, through the same code and mapping as the LLM's
+    children). A child whose key is in ``avoid`` (evaluated already) or repeats a sibling
+    is drawn again, up to ``tries`` times, before it costs anything.
+
+    Args:
+        archive: The network archive; its elites are the parents.
+        space: Mutates the networks.
+        store: Where candidates are created.
+        batch_size: Children per ``ask``.
+        parents_top_k: How many of the fittest elites may be parents (None: all).
+        avoid: Keys not worth proposing (a live view of the evaluated ones).
+        tries: Draws per child before a known network is accepted.
+        seed: Seed of the sampling.
+    """
+
+    operator = "classic"
+    attached = (*_ArchEmitterBase.attached, "avoid")
+
+    def __init__(
+        self,
+        archive: GridArchive,
+        *,
+        parents_top_k: int | None = None,
+        avoid: Container[str] = frozenset(),
+        tries: int = 16,
+        **kwargs,
+    ) -> None:
+        super().__init__(archive, **kwargs)
+        if parents_top_k is not None and parents_top_k < 1:
+            raise ValueError(f"parents_top_k must be >= 1 or None, got {parents_top_k}")
+        self.parents_top_k = parents_top_k
+        self.avoid = avoid
+        self.tries = tries
+
+    def ask(self) -> np.ndarray:
+        parents = [i for i in elite_ids(self.archive) if not self._exhausted(i)]
+        parents = parents[: self.parents_top_k] or elite_ids(self.archive)[:1]
+        if not parents:
+            return np.empty(0, dtype=object)
+        networks, parent_ids, keys = [], [], set()
+        for _ in range(self.batch_size):
+            for _ in range(self.tries):
+                parent = self.store[parents[self.rng.integers(len(parents))]]
+                child = self.space.mutate_network(code=parent.code, key=parent.arch, rng=self.rng)
+                if child.key is None or (child.key not in self.avoid and child.key not in keys):
+                    break
+            keys.add(child.key)
+            networks.append(child)
+            parent_ids.append((parent.id,))
+        return self._propose(networks, parent_ids)
+
+    def _exhausted(self, candidate_id: int) -> bool:
+        """Whether every neighbour of the elite was evaluated (it has nothing new to give)."""
+        if not self.space.has_neighbours:
+            return False
+        parent = self.store[candidate_id]
+        return all(
+            n.key in self.avoid for n in self.space.neighbours(code=parent.code, key=parent.arch)
+        )

@@ -29,7 +29,8 @@ class LLMInitialEmitter(LLMEmitterBase):
 
     @property
     def done(self) -> bool:
-        return self._asks >= 2
+        # Without children (``batch_size`` 0) the phase is the seed alone.
+        return self._asks >= (2 if self.batch_size else 1)
 
     def ask(self) -> np.ndarray:
         self._asks += 1

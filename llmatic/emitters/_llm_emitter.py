@@ -4,6 +4,7 @@ candidates recorded in the store, and curiosity credited to the prompt archive i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from ribs.emitters import EmitterBase
 
 from llmatic.archives import PromptArchive
 from llmatic.candidate import CandidateStore
+from llmatic.emitters._baselines import elite_ids
 from llmatic.emitters._state import CheckpointableEmitter
 from llmatic.errors import CandidateError
 from llmatic.llm.base import GenerationRequest, LLMBackend
@@ -99,10 +101,16 @@ class LLMEmitterBase(CheckpointableEmitter, EmitterBase):
     ) -> np.ndarray:
         """Samples all ``requests`` in one LLM call and records one candidate per request.
 
+        Each candidate gets its generation's token counts and ``llm_seconds``: the wall
+        time of the whole batched call split evenly over its requests (a batch is sampled
+        together, so no request has a time of its own).
+
         Returns:
             ``(len(requests),)`` object array of candidate ids.
         """
+        start = time.perf_counter()
         generations = self.llm.generate(list(requests)) if requests else []
+        seconds = (time.perf_counter() - start) / len(generations) if generations else 0.0
         ids = np.empty(len(generations), dtype=object)
         for k, (request, generation, fields) in enumerate(
             zip(requests, generations, meta, strict=True)
@@ -110,7 +118,9 @@ class LLMEmitterBase(CheckpointableEmitter, EmitterBase):
             candidate = self.store.new(
                 self.operator,
                 temperature=request.temperature,
+                prompt_tokens=generation.prompt_tokens,
                 generation_tokens=generation.num_tokens,
+                llm_seconds=seconds,
                 **fields,
             )
             try:
@@ -158,9 +168,7 @@ class LLMEmitterBase(CheckpointableEmitter, EmitterBase):
         neighbourhood is exhausted) are passed over for the next best, so that a search
         whose best networks stay the same does not spend its samples on duplicates.
         """
-        data = self.archive.data(["solution", "objective"])
-        order = np.argsort(-data["objective"], kind="stable")
-        ids = [int(data["solution"][i]) for i in order]
+        ids = elite_ids(self.archive)
         if k is None:
             return ids
         open_ids = []

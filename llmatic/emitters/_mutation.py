@@ -11,17 +11,21 @@ class LLMMutationEmitter(LLMEmitterBase):
     """Mutation by LLM, as in LLMatic.
 
     Each child: a parent drawn uniformly from the ``parents_top_k`` fittest elites of the
-    network archive; a prompt cell drawn uniformly from the ``prompts_top_k`` most curious
-    cells of the prompt archive (or, with probability ``explore`` and while the archive is
-    empty, a uniformly random prompt at the initial temperature, so that prompts the
-    initial phase did not try still get a chance); its temperature moved by
-    :class:`~llmatic.emitters.TemperatureRule`.
+    network archive (None: from every elite, the whole archive); a prompt cell drawn
+    uniformly from the ``prompts_top_k`` most curious cells of the prompt archive (or,
+    with probability ``explore`` and while the archive is empty, a uniformly random prompt
+    at the initial temperature, so that prompts the initial phase did not try still get a
+    chance); its temperature moved by
+    :class:`~llmatic.emitters.TemperatureRule`. With ``feedback_elites`` > 0 the prompt
+    also shows the code of the archive's fittest other elites with their validation
+    accuracy, worst first (in-context feedback).
     All children of one ``ask`` are sampled in one LLM call.
 
     Args:
-        parents_top_k: How many of the fittest elites may be parents.
+        parents_top_k: How many of the fittest elites may be parents (None: all).
         prompts_top_k: How many of the most curious prompt cells may be used.
         explore: Probability of a random prompt instead of a curious cell.
+        feedback_elites: How many other elites the prompt shows with their accuracy.
         **kwargs: See :class:`~llmatic.emitters.LLMEmitterBase`.
     """
 
@@ -31,19 +35,23 @@ class LLMMutationEmitter(LLMEmitterBase):
         self,
         archive,
         *,
-        parents_top_k: int = 3,
+        parents_top_k: int | None = 3,
         prompts_top_k: int = 3,
         explore: float = 0.1,
+        feedback_elites: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(archive, **kwargs)
-        if parents_top_k < 1 or prompts_top_k < 1:
-            raise ValueError("parents_top_k and prompts_top_k must be >= 1")
+        if (parents_top_k is not None and parents_top_k < 1) or prompts_top_k < 1:
+            raise ValueError("parents_top_k (or None) and prompts_top_k must be >= 1")
         if not 0.0 <= explore <= 1.0:
             raise ValueError(f"explore must be in [0, 1], got {explore}")
         self.parents_top_k = parents_top_k
         self.prompts_top_k = prompts_top_k
         self.explore = explore
+        if feedback_elites < 0:
+            raise ValueError(f"feedback_elites must be >= 0, got {feedback_elites}")
+        self.feedback_elites = feedback_elites
         self.num_prompts = len(self.prompter.mutation_prompts)
 
     def ask(self) -> np.ndarray:
@@ -64,6 +72,14 @@ class LLMMutationEmitter(LLMEmitterBase):
                 prompt_id, cell_temperature, last_improved = cells[self.rng.integers(len(cells))]
                 temperature = self.temperature.next(cell_temperature, last_improved, self.rng)
             instruction = self.prompter.mutation_prompts[prompt_id]
-            requests.append(self.prompter.mutation(parent.code, instruction, temperature))
+            examples = self._examples(parent.id)
+            requests.append(self.prompter.mutation(parent.code, instruction, temperature, examples))
             meta.append({"parent_ids": (parent.id,), "prompt_id": prompt_id, "prompt": instruction})
         return self._generate(requests, meta)
+
+    def _examples(self, parent_id: int) -> list[tuple[str, float]]:
+        """``(code, validation accuracy)`` of the fittest elites but the parent, worst first."""
+        if not self.feedback_elites:
+            return []
+        best = [i for i in self._elite_ids() if i != parent_id][: self.feedback_elites]
+        return [(self.store[i].code, self.store[i].objective) for i in reversed(best)]

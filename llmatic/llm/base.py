@@ -61,10 +61,14 @@ class Generation:
         text: The continuation only (without prompt and prefill), cut before the first stop
             sequence.
         num_tokens: Tokens generated for this sample, counted before cutting.
+        prompt_tokens: Tokens of the prompt as the model saw it (with the prefill), where
+            the backend knows them (a server's ``usage``, our tokenizer); else an estimate,
+            0 when nothing is known.
     """
 
     text: str
     num_tokens: int
+    prompt_tokens: int = 0
 
 
 @runtime_checkable
@@ -80,7 +84,8 @@ class CounterState:
     """``state_dict`` / ``load_state_dict`` over a backend's counters (for checkpoints).
 
     A backend lists in ``_STATE_FIELDS`` the attributes a resumed search must get back: the
-    counter from which it seeds its sampling first, then its statistics.
+    counter from which it seeds its sampling first, then its statistics. A statistic that
+    a state lacks (a checkpoint written before the statistic existed) keeps its value.
     """
 
     _STATE_FIELDS: tuple[str, ...] = ()
@@ -91,8 +96,9 @@ class CounterState:
 
     def load_state_dict(self, state: dict) -> None:
         """Restores :meth:`state_dict`'s values (e.g. from a checkpoint)."""
-        for name in self._STATE_FIELDS:
-            setattr(self, name, state[name])
+        for i, name in enumerate(self._STATE_FIELDS):
+            if i == 0 or name in state:  # the seeding counter is always needed
+                setattr(self, name, state[name])
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

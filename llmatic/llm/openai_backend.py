@@ -85,6 +85,8 @@ class OpenAICompatibleLLM(CounterState):
 
     Attributes:
         total_tokens: Tokens generated so far by this instance (all samples).
+        total_prompt_tokens: Prompt tokens of all samples so far (the server's
+            ``usage.prompt_tokens``, else about 4 characters per token).
         total_seconds: Wall-clock seconds spent in :meth:`generate` so far.
         total_samples: Samples generated so far.
         total_retries: Retries made so far (all requests).
@@ -94,7 +96,14 @@ class OpenAICompatibleLLM(CounterState):
     """
 
     #: Counters saved by :meth:`state_dict` (the first seeds the sampling).
-    _STATE_FIELDS = ("_sent", "total_tokens", "total_seconds", "total_samples", "total_retries")
+    _STATE_FIELDS = (
+        "_sent",
+        "total_tokens",
+        "total_seconds",
+        "total_samples",
+        "total_retries",
+        "total_prompt_tokens",
+    )
 
     def __init__(
         self,
@@ -146,6 +155,7 @@ class OpenAICompatibleLLM(CounterState):
         self._sent = 0
         self._retry_lock = threading.Lock()
         self.total_tokens = 0
+        self.total_prompt_tokens = 0
         self.total_seconds = 0.0
         self.total_samples = 0
         self.total_retries = 0
@@ -190,7 +200,14 @@ class OpenAICompatibleLLM(CounterState):
         self.total_seconds += time.perf_counter() - start
         self.total_samples += len(out)
         self.total_tokens += sum(g.num_tokens for g in out)
+        self.total_prompt_tokens += sum(g.prompt_tokens for g in out)
         return out
+
+    def _prompt_text(self, request: GenerationRequest) -> str:
+        """What the server is asked to continue (the chat endpoint has no prefill)."""
+        if self.endpoint == "completions":
+            return request.prompt + request.prefill
+        return request.prompt
 
     def _payload(self, request: GenerationRequest, index: int) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -200,7 +217,7 @@ class OpenAICompatibleLLM(CounterState):
             "n": 1,
         }
         if self.endpoint == "completions":
-            payload["prompt"] = request.prompt + request.prefill
+            payload["prompt"] = self._prompt_text(request)
         else:
             payload["messages"] = [{"role": "user", "content": request.prompt}]
         if self.stop:
@@ -228,7 +245,7 @@ class OpenAICompatibleLLM(CounterState):
                 attempt += 1
                 with self._retry_lock:
                     self.total_retries += 1
-        return self._parse(response)
+        return self._parse(response, request)
 
     def _post(self, body: bytes) -> dict[str, Any]:
         """One attempt; returns the decoded JSON, raises _Transient or LLMServerError."""
@@ -257,7 +274,7 @@ class OpenAICompatibleLLM(CounterState):
             head = _one_line(raw[:200].decode(errors="replace"))
             raise LLMServerError(f"POST {self.url}: response is not JSON: {head}") from None
 
-    def _parse(self, response: dict[str, Any]) -> Generation:
+    def _parse(self, response: dict[str, Any], request: GenerationRequest) -> Generation:
         try:
             choice = response["choices"][0]
             raw = choice["text"] if self.endpoint == "completions" else choice["message"]["content"]
@@ -271,8 +288,14 @@ class OpenAICompatibleLLM(CounterState):
         if not isinstance(num_tokens, int):
             # No usage reported: about 4 characters per token for English and code.
             num_tokens = math.ceil(len(raw) / 4)
+        prompt_tokens = usage.get("prompt_tokens")
+        if not isinstance(prompt_tokens, int):
+            # The same estimate; a chat template's few extra tokens are not counted.
+            prompt_tokens = math.ceil(len(self._prompt_text(request)) / 4)
         # The server cut at the stops it was sent; the rest (beyond 4) are cut here.
-        return Generation(text=cut_at_stop(raw, self.stop), num_tokens=num_tokens)
+        return Generation(
+            text=cut_at_stop(raw, self.stop), num_tokens=num_tokens, prompt_tokens=prompt_tokens
+        )
 
 
 def _one_line(text: str, limit: int = 200) -> str:

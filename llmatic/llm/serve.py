@@ -192,13 +192,18 @@ def _response(out: list[Generation], job: _Job, model_name: str, chat: bool) -> 
         else:
             choices.append({"index": index, "text": generation.text, "finish_reason": finish})
     completion_tokens = sum(g.num_tokens for g in out)
+    prompt_tokens = sum(g.prompt_tokens for g in out)
     return {
         "id": f"llmatic-{time.monotonic_ns()}",
         "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()),
         "model": model_name,
         "choices": choices,
-        "usage": {"completion_tokens": completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 

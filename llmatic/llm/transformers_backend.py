@@ -120,6 +120,8 @@ class TransformersLLM(CounterState):
 
     Attributes:
         total_tokens: Tokens generated so far by this instance (all samples).
+        total_prompt_tokens: Prompt tokens (with prefill) of all samples so far, each row
+            counted in full even where rows shared a prefix's computation.
         total_seconds: Wall-clock seconds spent in :meth:`generate` so far.
         total_samples: Samples generated so far.
 
@@ -129,7 +131,13 @@ class TransformersLLM(CounterState):
     """
 
     #: Counters saved by :meth:`state_dict` (the first seeds the sampling).
-    _STATE_FIELDS = ("_calls", "total_tokens", "total_seconds", "total_samples")
+    _STATE_FIELDS = (
+        "_calls",
+        "total_tokens",
+        "total_seconds",
+        "total_samples",
+        "total_prompt_tokens",
+    )
 
     def __init__(
         self,
@@ -166,6 +174,7 @@ class TransformersLLM(CounterState):
         self.top_k = top_k
         self.num_threads = num_threads
         self.total_tokens = 0
+        self.total_prompt_tokens = 0
         self.total_seconds = 0.0
         self.total_samples = 0
         self._calls = 0
@@ -218,6 +227,7 @@ class TransformersLLM(CounterState):
         self.total_seconds += time.perf_counter() - start
         self.total_samples += len(out)
         self.total_tokens += sum(g.num_tokens for g in out)
+        self.total_prompt_tokens += sum(g.prompt_tokens for g in out)
         return out
 
     def _batch_seed(self) -> int:
@@ -274,6 +284,10 @@ class TransformersLLM(CounterState):
             generator=generator,
         )
         return [
-            Generation(text=cut_at_stop(row.text, self.stop), num_tokens=len(row.generated))
+            Generation(
+                text=cut_at_stop(row.text, self.stop),
+                num_tokens=len(row.generated),
+                prompt_tokens=len(row.prompt_ids),
+            )
             for row in rows
         ]

@@ -277,9 +277,23 @@ class CellPrompter:
     def stop(self) -> tuple[str, ...]:
         return STOP[self.scope]
 
-    def mutation(self, parent_code: str, instruction: str, temperature: float) -> GenerationRequest:
+    def mutation(
+        self,
+        parent_code: str,
+        instruction: str,
+        temperature: float,
+        examples: Sequence[tuple[str, float]] = (),
+    ) -> GenerationRequest:
         constraint = self._constraint(parent_code)
-        return self._request(parent_code.rstrip() + "\n", instruction, temperature, constraint)
+        # In-context feedback: other cells with their accuracy, then the cell to edit.
+        shown = "".join(
+            f"# A cell with validation accuracy {accuracy:.1f} %:\n{code.rstrip()}\n\n\n"
+            for code, accuracy in examples
+        )
+        if shown:
+            shown += "# The cell to edit:\n"
+        code = shown + parent_code.rstrip() + "\n"
+        return self._request(code, instruction, temperature, constraint)
 
     def crossover(
         self, code_a: str, code_b: str, instruction: str, temperature: float

@@ -23,10 +23,12 @@ from llmatic.benchmarks.base import Benchmark
 from llmatic.benchmarks.digits import DigitsBenchmark
 from llmatic.candidate import CandidateStore
 from llmatic.emitters import (
+    ClassicMutationEmitter,
     CuriosityRule,
     LLMCrossoverEmitter,
     LLMInitialEmitter,
     LLMMutationEmitter,
+    LocalSearchEmitter,
     RandomSearchEmitter,
     RegularizedEvolutionEmitter,
     TemperatureRule,
@@ -37,13 +39,15 @@ from llmatic.llm.base import LLMBackend
 from llmatic.prompting import PromptSettings
 from llmatic.sandbox import Sandbox
 from llmatic.search.fail_fast import DEFAULT_AFTER, FailFast
-from llmatic.search.scheduler import EvaluatedOnlyScheduler
+from llmatic.search.scheduler import EvaluatedOnlyBanditScheduler, EvaluatedOnlyScheduler
 from llmatic.spaces import SearchSpace
 
 log = logging.getLogger(__name__)
 
 #: What a config may name (``search``, ``benchmark``, ``llm.backend``).
-SEARCHES = ("llmatic", "random", "rea")
+SEARCHES = ("llmatic", "random", "rea", "local")
+#: Searches of classic operators only: no LLM, no prompt archive.
+BASELINE_SEARCHES = ("random", "rea", "local")
 BENCHMARKS = ("digits", "cifar", "nasbench201")
 #: Benchmarks that train networks (and so can train a candidate's own code).
 TRAINING_BENCHMARKS = ("digits", "cifar")
@@ -273,35 +277,22 @@ def build_phases(
 ]:
     """The search's phases ``(name, scheduler, done)``, its prompt archive and its LLM.
 
-    ``search.name`` picks LLMatic (initial phase, then mutation + crossover) or a
-    baseline (random search, REA), which needs neither LLM nor prompt archive.
+    ``search.name`` picks LLMatic (initial phase, then its emitters: LLM mutation and
+    crossover, and a classic mutation with ``search.classic_batch_size`` > 0, all asked
+    every iteration or, with ``search.scheduler=bandit``, the ones UCB1 picks) or a
+    baseline (random search, REA, local search), which needs neither LLM nor prompt archive.
     """
     search, seed, space = cfg.search, cfg.seed, evaluator.space
-    if search.name == "random":
-        emitter = RandomSearchEmitter(
-            network_archive, space=space, store=store, batch_size=search.batch_size, seed=seed
-        )
+    if search.name in BASELINE_SEARCHES:
+        emitter = build_baseline(cfg, network_archive, space=space, store=store)
         return (
-            [("random", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)],
+            [(search.name, EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)],
             None,
             None,
         )
-    if search.name == "rea":
-        emitter = RegularizedEvolutionEmitter(
-            network_archive,
-            space=space,
-            store=store,
-            batch_size=search.batch_size,
-            population_size=search.population_size,
-            tournament_size=search.tournament_size,
-            seed=seed,
-        )
-        return (
-            [("rea", EvaluatedOnlyScheduler(network_archive, [emitter]), lambda: False)],
-            None,
-            None,
-        )
-    llm = llm if llm is not None else build_llm(cfg, space=space)
+    # A pool without LLM children (the classic-only ablation) loads no model.
+    if llm is None and (search.batch_size > 0 or search.init_children > 0):
+        llm = build_llm(cfg, space=space)
     settings = build_prompt_settings(cfg, llm)
     avoid = evaluator.evaluated_keys if search.avoid_evaluated else frozenset()
     prompter = space.prompter(settings, avoid=avoid)
@@ -333,14 +324,58 @@ def build_phases(
         parents_top_k=search.parents_top_k,
         prompts_top_k=search.prompts_top_k,
         explore=search.explore,
+        feedback_elites=int(search.get("feedback_elites", 0)),
         seed=seed + 1,
         **shared,
     )
     crossover = LLMCrossoverEmitter(
         network_archive, batch_size=search.batch_size - num_mutation, seed=seed + 2, **shared
     )
+    emitters = [mutation, crossover]
+    classic_batch_size = int(search.get("classic_batch_size", 0))
+    if classic_batch_size:
+        emitters.append(
+            ClassicMutationEmitter(
+                network_archive,
+                space=space,
+                store=store,
+                batch_size=classic_batch_size,
+                parents_top_k=search.get("classic_parents_top_k", search.parents_top_k),
+                avoid=evaluator.evaluated_keys,
+                seed=seed + 3,
+            )
+        )
+    if search.get("scheduler", "fixed") == "bandit":
+        pool = [emitter for emitter in emitters if emitter.batch_size > 0]
+        main = EvaluatedOnlyBanditScheduler(
+            network_archive,
+            pool,
+            num_active=search.bandit.num_active,
+            reselect="all",
+            zeta=search.bandit.zeta,
+        )
+    else:
+        main = EvaluatedOnlyScheduler(network_archive, emitters)
     phases = [
         ("init", EvaluatedOnlyScheduler(network_archive, [initial]), lambda: initial.done),
-        ("main", EvaluatedOnlyScheduler(network_archive, [mutation, crossover]), lambda: False),
+        ("main", main, lambda: False),
     ]
     return phases, prompt_archive, llm
+
+
+def build_baseline(
+    cfg: DictConfig, archive: GridArchive, *, space: SearchSpace, store: CandidateStore
+):
+    """The emitter of a classic search (``search=random``, ``rea`` or ``local``)."""
+    search, seed = cfg.search, cfg.seed
+    common = {"space": space, "store": store, "batch_size": search.batch_size, "seed": seed}
+    if search.name == "random":
+        return RandomSearchEmitter(archive, **common)
+    if search.name == "rea":
+        return RegularizedEvolutionEmitter(
+            archive,
+            population_size=search.population_size,
+            tournament_size=search.tournament_size,
+            **common,
+        )
+    return LocalSearchEmitter(archive, **common)

@@ -55,9 +55,33 @@ def sandbox_limits(cfg: DictConfig) -> SandboxLimits:
         raise ConfigError(str(err).replace("SandboxLimits.", "sandbox.")) from None
 
 
+#: The ``llm`` group's prices: USD per million prompt (input) / generated (output) tokens.
+PRICE_KEYS = ("price_per_million_input", "price_per_million_output")
+
+
+def llm_prices(cfg: DictConfig) -> tuple[float, float]:
+    """``(input, output)``: the configured USD per million prompt and generated tokens.
+
+    A config without them (a run made before they existed, a search without an ``llm``
+    group) costs 0.
+
+    Raises:
+        ConfigError: A price that is not a number >= 0.
+    """
+    prices = []
+    for key in PRICE_KEYS:
+        value = OmegaConf.select(cfg, f"llm.{key}", default=0.0)
+        value = 0.0 if value is None else value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ConfigError(f"llm.{key} must be a number >= 0 (USD per 1M tokens), got {value!r}")
+        prices.append(float(value))
+    return prices[0], prices[1]
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Checks what would otherwise fail late; raises ConfigError with one clear line."""
     sandbox_limits(cfg)
+    llm_prices(cfg)
     search = cfg.search
     if search.name not in SEARCHES:
         raise ConfigError(f"search={search.name!r} is unknown; use one of {list(SEARCHES)}")
@@ -75,8 +99,10 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"benchmark.fidelity must be 200 or 12, got {cfg.benchmark.fidelity}")
     if search.budget <= 0:
         raise ConfigError(f"search.budget must be > 0, got {search.budget}")
-    if search.batch_size < 1:
-        raise ConfigError(f"search.batch_size must be >= 1, got {search.batch_size}")
+    # LLMatic may leave the LLM out of its main phase (a classic pool: ablations).
+    smallest = 0 if search.name == "llmatic" and search.get("classic_batch_size", 0) else 1
+    if search.batch_size < smallest:
+        raise ConfigError(f"search.batch_size must be >= {smallest}, got {search.batch_size}")
     if cfg.output.checkpoint_every < 1:
         raise ConfigError(
             f"output.checkpoint_every must be >= 1, got {cfg.output.checkpoint_every}"
@@ -94,6 +120,18 @@ def validate_config(cfg: DictConfig) -> None:
     if search.name != "llmatic" and not space.has_baseline_moves:
         raise ConfigError(
             f"search={search.name} needs a space with baseline moves; {space.name} has none yet"
+        )
+    if (search.name == "local" or search.get("classic_batch_size", 0)) and not (
+        space.has_baseline_moves and (search.name != "local" or space.has_neighbours)
+    ):
+        raise ConfigError(
+            f"search={search.name} needs a space with classic moves and neighbourhoods; "
+            f"{space.name} has none yet (use space=nb201)"
+        )
+    if search.get("feedback_elites", 0) and not space.shows_examples:
+        raise ConfigError(
+            f"search.feedback_elites needs a space whose prompts show examples; {space.name} "
+            "does not (use space=nb201, or search.feedback_elites=0)"
         )
     if space.evaluates_code and cfg.benchmark.name not in TRAINING_BENCHMARKS:
         raise ConfigError(
@@ -128,6 +166,7 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"llm.backend={cfg.llm.backend!r} is unknown; use one of {list(LLM_BACKENDS)}"
             )
+        check_llmatic_search(search)
         if not 0.0 <= search.mutation_share <= 1.0:
             raise ConfigError(
                 f"search.mutation_share must be in [0, 1], got {search.mutation_share}"
@@ -140,6 +179,35 @@ def validate_config(cfg: DictConfig) -> None:
             )
         if not cfg.prompts.mutation:
             raise ConfigError("prompts.mutation must list at least one instruction")
+
+
+def check_llmatic_search(search: DictConfig) -> None:
+    """The keys of LLMatic's operator pool (``conf/search/llmatic.yaml``)."""
+    classic = search.get("classic_batch_size", 0)
+    if not isinstance(classic, int) or classic < 0:
+        raise ConfigError(f"search.classic_batch_size must be an integer >= 0, got {classic!r}")
+    for key in ("parents_top_k", "classic_parents_top_k"):
+        value = search.get(key, 1)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"search.{key} must be an integer >= 1 or null (all), got {value!r}")
+    feedback = search.get("feedback_elites", 0)
+    if not isinstance(feedback, int) or feedback < 0:
+        raise ConfigError(f"search.feedback_elites must be an integer >= 0, got {feedback!r}")
+    scheduler = search.get("scheduler", "fixed")
+    if scheduler not in ("fixed", "bandit"):
+        raise ConfigError(f"search.scheduler must be fixed or bandit, got {scheduler!r}")
+    if scheduler == "bandit":
+        sizes = {
+            "mutation": round(search.batch_size * search.mutation_share),
+            "crossover": search.batch_size - round(search.batch_size * search.mutation_share),
+            "classic": classic,
+        }
+        pool = [name for name, size in sizes.items() if size > 0]
+        if not 1 <= search.bandit.num_active <= len(pool):
+            raise ConfigError(
+                f"search.bandit.num_active must be in [1, {len(pool)}] (the pool: "
+                f"{', '.join(pool)}), got {search.bandit.num_active}"
+            )
 
 
 #: Config keys a resumed run may change on the command line: how it runs, not what it
@@ -156,6 +224,8 @@ RESUME_MAY_CHANGE = (
     "llm.timeout_s",
     "llm.max_retries",
     "llm.max_concurrency",
+    # Prices only change summary.json's cost, which is worked out from the token counts.
+    *(f"llm.{key}" for key in PRICE_KEYS),
 )
 
 

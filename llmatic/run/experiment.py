@@ -28,7 +28,7 @@ from llmatic.checkpoint import read_header as read_checkpoint_header
 from llmatic.checkpoint import restore as restore_checkpoint
 from llmatic.evaluation import Evaluator
 from llmatic.llm.base import LLMBackend
-from llmatic.recording import RunRecorder, summarize
+from llmatic.recording import RunRecorder, summarize, summarize_cost, summarize_operators
 from llmatic.run.build import (
     benchmark_sandbox,
     build_benchmark,
@@ -36,7 +36,7 @@ from llmatic.run.build import (
     build_phases,
     build_space,
 )
-from llmatic.run.config import sandbox_limits, validate_config
+from llmatic.run.config import llm_prices, sandbox_limits, validate_config
 from llmatic.sandbox import Sandbox
 from llmatic.search.loop import IterationStats, run_search
 
@@ -183,6 +183,17 @@ def run_experiment(
             summary["seconds"] = {"total": total, **seconds}
             summary["evaluations_per_minute"] = 60 * evaluator.evaluations / total
             summary["llm_tokens"] = getattr(llm, "total_tokens", None)
+            price_in, price_out = llm_prices(cfg)
+            summary["cost"] = summarize_cost(
+                store,
+                evaluations=evaluator.evaluations,
+                price_per_million_input=price_in,
+                price_per_million_output=price_out,
+            )
+            summary["operators"] = summarize_operators(store)
+            bandits = [s for _, s, _ in phases if hasattr(s, "selection_report")]
+            if bandits:  # what UCB1 chose, and how often each choice paid off
+                summary["bandit"] = bandits[0].selection_report()
             summary["checkpoint"] = checkpointer.report()
             recorder.write_summary(summary)
     if cfg.output.plots:

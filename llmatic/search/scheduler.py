@@ -1,9 +1,38 @@
-"""A pyribs Scheduler that lets only evaluated candidates into the network archive."""
+"""pyribs schedulers that let only evaluated candidates into the network archive.
+
+:class:`EvaluatedOnlyScheduler` asks every emitter every iteration (pyribs' ``Scheduler``);
+:class:`EvaluatedOnlyBanditScheduler` asks the ``num_active`` emitters of a pool that UCB1
+picks from their past success (pyribs' ``BanditScheduler``), so the budget flows to the
+operator that improves the archive.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from ribs.schedulers import Scheduler
+from ribs.archives import ArchiveBase
+from ribs.schedulers import BanditScheduler, Scheduler
+
+
+def add_evaluated(
+    archive: ArchiveBase, data: dict[str, np.ndarray | None]
+) -> dict[str, np.ndarray]:
+    """Adds the rows with ``data["evaluated"]`` True to ``archive``; ``add_info`` for all rows.
+
+    Rows that were not evaluated (broken code, duplicates, skipped by the budget) get
+    ``status`` 0 and ``value`` 0.
+    """
+    evaluated = np.asarray(data["evaluated"], dtype=bool)
+    archive_fields = set(archive.field_list)
+    rows = {name: arr[evaluated] for name, arr in data.items() if name in archive_fields}
+    add_info = {
+        "status": np.zeros(len(evaluated), dtype=np.int32),
+        "value": np.zeros(len(evaluated), dtype=np.float64),
+    }
+    if evaluated.any():
+        added = archive.add(**rows)
+        for name in add_info:
+            add_info[name][evaluated] = added[name]
+    return add_info
 
 
 class EvaluatedOnlyScheduler(Scheduler):
@@ -16,15 +45,66 @@ class EvaluatedOnlyScheduler(Scheduler):
     """
 
     def _add_to_archives(self, data: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
-        evaluated = np.asarray(data["evaluated"], dtype=bool)
-        archive_fields = set(self.archive.field_list)
-        rows = {name: arr[evaluated] for name, arr in data.items() if name in archive_fields}
-        add_info = {
-            "status": np.zeros(len(evaluated), dtype=np.int32),
-            "value": np.zeros(len(evaluated), dtype=np.float64),
-        }
-        if evaluated.any():
-            added = self.archive.add(**rows)
-            for name in add_info:
-                add_info[name][evaluated] = added[name]
-        return add_info
+        return add_evaluated(self.archive, data)
+
+
+class EvaluatedOnlyBanditScheduler(BanditScheduler):
+    """``ribs.schedulers.BanditScheduler`` with :class:`EvaluatedOnlyScheduler`'s ``tell``.
+
+    Each ``ask`` activates the ``num_active`` emitters of the pool with the highest UCB1
+    score (``reselect="all"``: chosen again every iteration); an emitter's success is the
+    share of its candidates that entered or improved the network archive, so duplicates
+    and broken code count against it. ``ask`` and the choice are pyribs' own; ``tell``
+    repeats pyribs' crediting loop because pyribs' version adds every row to the archive.
+    """
+
+    @property
+    def emitters(self) -> list:
+        """The whole pool (what checkpoints save and the run looks through)."""
+        return list(self.emitter_pool)
+
+    def ask(self) -> np.ndarray:
+        """pyribs' ``ask``; an active emitter with nothing to propose (crossover with one
+        elite) counts as one unsuccessful selection, and the choice is made again."""
+        for _ in range(len(self.emitter_pool)):
+            # pyribs' UCB1 takes log(total successes): log(0) before the pool's first
+            # success is harmless (untried emitters go first), not worth a warning.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                solutions = super().ask()
+            if len(solutions):
+                return solutions
+            self._selection[self._active_arr] += 1
+            self._last_called = "tell"
+        return solutions
+
+    def selection_report(self) -> list[dict]:
+        """Per emitter of the pool: candidates asked (``selected``) and archive gains."""
+        return [
+            {
+                "emitter": type(emitter).__name__,
+                "operator": getattr(emitter, "operator", None),
+                "selected": int(selected),
+                "successes": int(success),
+                "success_rate": float(success / selected) if selected else None,
+            }
+            for emitter, selected, success in zip(
+                self.emitter_pool, self._selection, self._success, strict=True
+            )
+        ]
+
+    def tell(self, objective, measures, **fields) -> None:
+        if self._last_called != "ask":
+            raise RuntimeError("tell() was called without calling ask().")
+        self._last_called = "tell"
+        data = self._validate_tell_data({"objective": objective, "measures": measures, **fields})
+        add_info = add_evaluated(self.archive, data)
+        pos = 0
+        for i in np.where(self._active_arr)[0]:
+            end = pos + self._num_emitted[i]
+            self._selection[i] += end - pos
+            self._success[i] += np.count_nonzero(add_info["status"][pos:end])
+            self._emitter_pool[i].tell(
+                **{name: None if arr is None else arr[pos:end] for name, arr in data.items()},
+                add_info={name: arr[pos:end] for name, arr in add_info.items()},
+            )
+            pos = end

@@ -10,7 +10,7 @@ through :class:`SearchSpace`. A space says
   (:meth:`SearchSpace.identify_call`, with the parent-side check of what comes back) and
   the *key* that makes two candidates the same network (:meth:`SearchSpace.key_of`);
 - how the baselines sample and mutate in the space (:meth:`SearchSpace.random_network`,
-  :meth:`SearchSpace.mutate_network`);
+  :meth:`SearchSpace.mutate_network`, and for local search :meth:`SearchSpace.neighbours`);
 - what the benchmark evaluates for a key (:meth:`SearchSpace.evaluate`).
 
 A new space is one subclass, and a ``conf/space/NAME.yaml`` whose ``_target_`` names it.
@@ -71,6 +71,9 @@ class SearchSpace(ABC):
             :meth:`identify_call`'s target.
         has_baseline_moves: Whether :meth:`random_network` and :meth:`mutate_network`
             work (random search and REA need them).
+        has_neighbours: Whether :meth:`neighbours` works (local search needs it).
+        shows_examples: Whether its prompter shows other networks with their accuracy in
+            a mutation prompt (``search.feedback_elites``).
         evaluates_code: Whether :meth:`evaluate` trains the candidate's own code (the
             benchmark must be able to), rather than scoring the key.
     """
@@ -78,6 +81,8 @@ class SearchSpace(ABC):
     name: str
     sandbox_preload: tuple[str, ...] = ()
     has_baseline_moves: bool = True
+    has_neighbours: bool = False
+    shows_examples: bool = False
     evaluates_code: bool = False
 
     @abstractmethod
@@ -123,6 +128,14 @@ class SearchSpace(ABC):
             code: The parent's code (one the space proposed, or the seed).
             key: The parent's key.
         """
+
+    def neighbours(self, *, code: str, key: str) -> list[Proposal]:
+        """Every network one smallest change away from network ``key`` (local search).
+
+        The order is fixed; the caller shuffles. A space with a neighbourhood too large to
+        list leaves this out (:attr:`has_neighbours` False).
+        """
+        raise NotImplementedError(f"the {self.name} space has no neighbourhood to list")
 
     def evaluate(self, *, benchmark: Benchmark, key: str, code: str) -> ArchEvaluation:
         """Scores network ``key`` (written as ``code``) on ``benchmark``.

@@ -80,7 +80,15 @@ class FreeformPrompter:
         # short leaves none).
         self.claims: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def mutation(self, parent_code: str, instruction: str, temperature: float) -> GenerationRequest:
+    def mutation(
+        self,
+        parent_code: str,
+        instruction: str,
+        temperature: float,
+        examples: Sequence[tuple[str, float]] = (),
+    ) -> GenerationRequest:
+        if examples:  # whole networks are long: several would crowd a small model's context
+            raise ValueError("in-context examples (search.feedback_elites) need space=nb201")
         code = parent_code.rstrip() + "\n"
         return self._request(
             code, instruction, temperature, parents=(parent_code,), reference=parent_code

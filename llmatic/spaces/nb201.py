@@ -25,6 +25,14 @@ def random_arch(rng: np.random.Generator, ops: Sequence[str] = OP_NAMES) -> str:
     return format_arch({edge: ops[rng.integers(len(ops))] for edge in EDGES})
 
 
+def neighbour_archs(arch: str, ops: Sequence[str] = OP_NAMES) -> list[str]:
+    """The arch strings one edge away from ``arch``: 6 edges x (len(ops) - 1) each."""
+    current = parse_arch(arch)
+    return [
+        format_arch({**current, edge: op}) for edge in EDGES for op in ops if op != current[edge]
+    ]
+
+
 def mutate_arch(arch: str, rng: np.random.Generator, ops: Sequence[str] = OP_NAMES) -> str:
     """NB201's REA mutation: one uniformly chosen edge gets a different operation."""
     current = parse_arch(arch)
@@ -51,6 +59,8 @@ class Nb201Space(SearchSpace):
     """
 
     name = "nb201"
+    has_neighbours = True
+    shows_examples = True
     sandbox_preload = ("llmatic.nb201.inspect",)
 
     def __init__(
@@ -110,3 +120,8 @@ class Nb201Space(SearchSpace):
     def mutate_network(self, *, code: str, key: str, rng: np.random.Generator) -> Proposal:
         arch = mutate_arch(key, rng, self.ops)
         return Proposal(code=arch_to_code(arch), key=arch)
+
+    def neighbours(self, *, code: str, key: str) -> list[Proposal]:
+        return [
+            Proposal(code=arch_to_code(arch), key=arch) for arch in neighbour_archs(key, self.ops)
+        ]

@@ -1,0 +1,314 @@
+"""Issue 13's search parts: local search, the classic mutation emitter, the bandit pool,
+the operator report and the evaluations-to-target section of the comparison."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ribs.emitters import EmitterBase
+from test_baselines import TINY_OPS, tiny_table  # noqa: F401  (a fixture)
+from test_experiment import compose_cfg
+
+from experiments.compare import main as compare_main
+from llmatic.analysis.comparison import evaluations_to_reach, load_run
+from llmatic.archives import make_network_archive
+from llmatic.candidate import CandidateStore
+from llmatic.emitters import ClassicMutationEmitter, LocalSearchEmitter
+from llmatic.errors import ConfigError
+from llmatic.nb201.cell import EDGES, parse_arch
+from llmatic.nb201.ops import OP_NAMES
+from llmatic.recording import summarize_operators
+from llmatic.run import run_experiment
+from llmatic.run.config import validate_config
+from llmatic.search.loop import tell_fields
+from llmatic.search.scheduler import EvaluatedOnlyBanditScheduler
+from llmatic.spaces.nb201 import Nb201Space, neighbour_archs, random_arch
+
+SEED_ARCH = "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
+
+
+def edges_changed(a: str, b: str) -> int:
+    x, y = parse_arch(a), parse_arch(b)
+    return sum(x[e] != y[e] for e in EDGES)
+
+
+def test_neighbours_are_every_one_edge_change():
+    arch = random_arch(np.random.default_rng(3))
+    neighbours = neighbour_archs(arch)
+    assert len(neighbours) == len(set(neighbours)) == 6 * (len(OP_NAMES) - 1)
+    assert all(edges_changed(arch, n) == 1 for n in neighbours)
+    tiny = random_arch(np.random.default_rng(3), TINY_OPS)
+    assert len(neighbour_archs(tiny, TINY_OPS)) == 6  # one other op per edge
+
+
+def score_of(arch: str) -> float:
+    """A made-up landscape: one point per 3x3 convolution."""
+    return float(sum(op == "nor_conv_3x3" for op in parse_arch(arch).values()))
+
+
+def settle(store: CandidateStore, ids, evaluated: set[str]) -> None:
+    """What the evaluator does: score new archs, mark repeats as duplicates."""
+    for i in ids:
+        c = store[i]
+        c.status = "duplicate" if c.arch in evaluated else "evaluated"
+        c.charged = c.status == "evaluated"
+        c.objective = score_of(c.arch)
+        evaluated.add(c.arch)
+
+
+def test_local_search_climbs_to_the_best_neighbour_then_restarts():
+    store, evaluated = CandidateStore(), set()
+    archive = make_network_archive(
+        dims=(2, 2), width_to_depth_range=(0, 1), log10_flops_range=(0, 1)
+    )
+    space = Nb201Space(seed_arch=SEED_ARCH, ops=TINY_OPS)
+    local = LocalSearchEmitter(archive, space=space, store=store, batch_size=4, seed=0)
+    centres = []
+    for _ in range(60):
+        ids = local.ask()
+        settle(store, ids, evaluated)
+        before = local.current
+        local.tell(ids, None, None, {"status": np.zeros(len(ids))})
+        if local.current is not None and local.current != before:
+            centres.append(local.current)
+    assert local.restarts >= 1  # the all-3x3 cell is a local (global) optimum: it restarts
+    # Every move goes to a neighbour that scores higher than the centre it leaves.
+    for a, b in zip(centres, centres[1:], strict=False):
+        if edges_changed(a[1], b[1]) == 1:
+            assert b[2] > a[2]
+    assert max(c[2] for c in centres) == 6.0
+    # Neighbourhoods come in batches of at most 4, each child of the current centre.
+    children = [c for c in store if c.parent_ids]
+    assert all(edges_changed(store[c.parent_ids[0]].arch, c.arch) == 1 for c in children)
+
+
+def test_local_search_needs_neighbourhoods():
+    class NoNeighbours(Nb201Space):
+        has_neighbours = False
+
+    space = NoNeighbours(seed_arch=SEED_ARCH)
+    archive = make_network_archive(
+        dims=(2, 2), width_to_depth_range=(0, 1), log10_flops_range=(0, 1)
+    )
+    with pytest.raises(ValueError, match="neighbourhoods"):
+        LocalSearchEmitter(archive, space=space, store=CandidateStore(), batch_size=4, seed=0)
+
+
+def put_elites(store, archive, archs):
+    candidates = []
+    for k, arch in enumerate(archs):
+        c = store.new("seed", code=arch, arch=arch)
+        c.status, c.objective, c.charged = "evaluated", score_of(arch) + k / 100, True
+        c.measures = {"width_to_depth": k / len(archs), "log10_flops": k / len(archs)}
+        candidates.append(c)
+    fields = tell_fields(candidates)
+    del fields["evaluated"]
+    archive.add(solution=np.array([c.id for c in candidates], dtype=object), **fields)
+    return candidates
+
+
+def test_classic_mutation_takes_open_elites_and_avoids_evaluated_children():
+    store = CandidateStore()
+    archive = make_network_archive(
+        dims=(4, 4), width_to_depth_range=(0, 1), log10_flops_range=(0, 1)
+    )
+    space = Nb201Space(seed_arch=SEED_ARCH, ops=TINY_OPS)
+    rng = np.random.default_rng(1)
+    archs = list({random_arch(rng, TINY_OPS) for _ in range(12)})[:4]
+    elites = put_elites(store, archive, archs)
+    best = max(elites, key=lambda c: c.objective)
+    # The best elite's whole neighbourhood is evaluated: it has nothing new to give.
+    avoid = {c.arch for c in elites} | set(neighbour_archs(best.arch, TINY_OPS))
+    emitter = ClassicMutationEmitter(
+        archive, space=space, store=store, batch_size=6, parents_top_k=2, avoid=avoid, seed=0
+    )
+    ids = emitter.ask()
+    children = [store[i] for i in ids]
+    assert len(children) == 6
+    top_open = sorted((c for c in elites if c is not best), key=lambda c: -c.objective)[:2]
+    assert {c.parent_ids[0] for c in children} <= {c.id for c in top_open}
+    for child in children:
+        assert (
+            child.operator == "classic"
+            and edges_changed(store[child.parent_ids[0]].arch, child.arch) == 1
+        )
+        assert child.arch not in avoid
+    assert len({c.arch for c in children}) == 6  # siblings differ
+
+
+class FixedEmitter(EmitterBase):
+    """A pool member whose every child enters the archive (``good``) or none does."""
+
+    def __init__(self, archive, store, *, good: bool, size: int = 2) -> None:
+        super().__init__(
+            archive, solution_dim=(), bounds=None, lower_bounds=None, upper_bounds=None
+        )
+        self.store, self.good, self.size = store, good, size
+        self.asked = 0
+        self.operator = "good" if good else "bad"
+
+    def ask(self):
+        self.asked += 1
+        ids = [self.store.new(self.operator, code="x").id for _ in range(self.size)]
+        return np.array(ids, dtype=object)
+
+    def tell(self, solution, objective, measures, add_info, **fields):
+        pass
+
+
+def test_bandit_gives_the_budget_to_the_operator_that_improves_the_archive():
+    store = CandidateStore()
+    archive = make_network_archive(
+        dims=(50, 50), width_to_depth_range=(0, 1), log10_flops_range=(0, 1)
+    )
+    good = FixedEmitter(archive, store, good=True)
+    bad = FixedEmitter(archive, store, good=False)
+    scheduler = EvaluatedOnlyBanditScheduler(archive, [bad, good], num_active=1, reselect="all")
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        ids = scheduler.ask()
+        candidates = [store[i] for i in ids]
+        for c in candidates:
+            c.status = "evaluated" if c.operator == "good" else "failed"
+            c.objective = float(rng.uniform(0, 100))
+            c.measures = {"width_to_depth": rng.uniform(0, 1), "log10_flops": rng.uniform(0, 1)}
+        scheduler.tell(**tell_fields(candidates))
+    assert good.asked >= 30 and bad.asked >= 1
+    report = {row["operator"]: row for row in scheduler.selection_report()}
+    assert report["good"]["selected"] == 2 * good.asked
+    assert report["bad"]["successes"] == 0 and report["good"]["success_rate"] > 0.3
+    assert len(archive) > 0 and scheduler.emitters == [bad, good]
+
+
+def test_bandit_chooses_again_when_the_chosen_emitter_has_nothing():
+    store = CandidateStore()
+    archive = make_network_archive(
+        dims=(5, 5), width_to_depth_range=(0, 1), log10_flops_range=(0, 1)
+    )
+    empty = FixedEmitter(archive, store, good=False, size=0)
+    full = FixedEmitter(archive, store, good=True)
+    scheduler = EvaluatedOnlyBanditScheduler(archive, [empty, full], num_active=1, reselect="all")
+    ids = scheduler.ask()
+    assert len(ids) == 2 and empty.asked == 1 and full.asked == 1
+
+
+def test_operator_report_counts_shares_and_better_than_parent():
+    store = CandidateStore()
+    parent = store.new("seed", code="a")
+    parent.status, parent.objective, parent.charged = "evaluated", 50.0, True
+    for operator, objective, status in [
+        ("classic", 60.0, "evaluated"),
+        ("classic", 40.0, "evaluated"),
+        ("mutation", 70.0, "evaluated"),
+        ("mutation", None, "failed"),
+        ("mutation", 60.0, "duplicate"),
+    ]:
+        c = store.new(operator, code="b", parent_ids=(parent.id,))
+        c.status, c.objective, c.charged = status, objective, status == "evaluated"
+    report = summarize_operators(store)
+    assert report["classic"]["evaluations"] == 2 and report["classic"]["better_than_parent"] == 0.5
+    assert report["mutation"]["failed"] == 1 and report["mutation"]["duplicates"] == 1
+    assert report["mutation"]["new_best"] == 1 and report["classic"]["new_best"] == 1
+    assert report["seed"]["better_than_parent"] is None
+    assert sum(r["share_of_evaluations"] for r in report.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (("space=freeform", "benchmark=digits", "search=local"), "neighbourhoods"),
+        (("search=llmatic_bandit", "search.bandit.num_active=4"), "num_active"),
+        (("search.scheduler=greedy",), "fixed or bandit"),
+        (("search.classic_batch_size=-1",), "classic_batch_size"),
+        (("search.parents_top_k=0",), "parents_top_k"),
+        (("+exp=freeform_digits", "search.feedback_elites=2"), "feedback_elites"),
+    ],
+)
+def test_bad_pool_settings_are_one_line_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose_cfg(*overrides))
+
+
+def test_pool_runs_report_operators_and_the_comparison_counts_evaluations_to_target(
+    tiny_table,  # noqa: F811
+    tmp_path,
+):
+    table, optimum = tiny_table
+    common = (
+        "+exp=nasbench201",
+        f"benchmark.table={table}",
+        "search.budget=30",
+        "search.ops=[none,nor_conv_3x3]",
+        # A seed inside the tiny table (two ops only).
+        "benchmark.seed_arch='|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'",
+        "output.plots=false",
+    )
+    multirun = tmp_path / "multirun"
+    for search, seed in [("local", 0), ("local", 1), ("llmatic_bandit", 0), ("classic_pool", 0)]:
+        extra = ("llm=scripted",) if search != "local" else ()
+        cfg = compose_cfg(*common, f"search={search}", f"seed={seed}", *extra)
+        summary = run_experiment(cfg, multirun / f"{search}_{seed}")
+        assert summary["evaluations"] == 30
+        if search == "llmatic_bandit":
+            chosen = {row["operator"]: row["selected"] for row in summary["bandit"]}
+            assert set(chosen) == {"mutation", "crossover", "classic"}
+            assert sum(summary["operators"][op]["candidates"] for op in chosen) == sum(
+                chosen.values()
+            )
+        if search == "classic_pool":
+            assert set(summary["operators"]) == {"seed", "classic"}
+            assert summary["cost"]["completion_tokens"] == 0
+    out = tmp_path / "comparison"
+    assert compare_main([str(multirun), "--budgets", "10", "30", "--out", str(out)]) == 0
+    report = (out / "comparison.md").read_text()
+    assert "Evaluations to reach the best-by-validation architecture" in report
+    local = load_run(multirun / "local_0")
+    needed = evaluations_to_reach(local, 95.0)
+    charged = [json.loads(line) for line in (multirun / "local_0/candidates.jsonl").open()]
+    charged = [c for c in charged if c["charged"]]
+    if needed is not None:
+        assert charged[needed - 1]["arch"] == optimum
+    else:
+        assert optimum not in {c["arch"] for c in charged}
+    for method in ("local", "llmatic_bandit", "classic_pool"):
+        assert f"| {method} |" in report
+    assert "### Operators" in report and "| classic_pool | classic | 1 |" in report
+
+
+@pytest.mark.parametrize(
+    "search, label, sizes",
+    [
+        ("llmatic", "llmatic", {"mutation": 14, "crossover": 2}),
+        ("mutation_only", "mutation_only", {"mutation": 16, "crossover": 0}),
+        ("crossover_only", "crossover_only", {"mutation": 0, "crossover": 16}),
+        ("classic_pool", "classic_pool", {"mutation": 0, "crossover": 0, "classic": 4}),
+        ("llmatic_bandit", "llmatic_bandit", {"mutation": 6, "crossover": 2, "classic": 4}),
+    ],
+)
+def test_ablation_configs_build_their_pools(search, label, sizes, table):
+    from llmatic.archives import make_network_archive as archive_of
+    from llmatic.evaluation import Evaluator
+    from llmatic.run.build import build_phases, build_space
+
+    cfg = compose_cfg(
+        "benchmark=nasbench201", f"benchmark.table={table}", f"search={search}", "llm=scripted"
+    )
+    validate_config(cfg)
+    assert cfg.search.label == label and cfg.run_name.endswith(f"_{label}_seed0")
+    space = build_space(cfg)
+    evaluator = Evaluator(space=space, sandbox=None, benchmark=None)
+    phases, _, _ = build_phases(
+        cfg,
+        network_archive=archive_of(
+            dims=(2, 2), width_to_depth_range=(0, 1), log10_flops_range=(0, 1)
+        ),
+        store=CandidateStore(),
+        evaluator=evaluator,
+        llm=None,
+    )
+    (_, main, _) = phases[-1]
+    assert {e.operator: e.batch_size for e in main.emitters if e.batch_size} == {
+        op: size for op, size in sizes.items() if size
+    }
