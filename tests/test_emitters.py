@@ -99,6 +99,14 @@ def test_mutation_with_feedback_shows_other_elites_worst_first(setup):
     assert "accuracy" not in plain.llm.calls[0][0].prompt
 
 
+def test_seed_only_mutation_always_edits_the_seed(setup):
+    store, network, _, _ = setup
+    add_elites(store, network, [10.0, 90.0, 80.0])  # candidate 0 is the first: the seed
+    llm = ScriptedLLM([edges_completion(ARCHS[3])])
+    ids = make(LLMMutationEmitter, setup, llm, batch_size=8, seed_only=True).ask()
+    assert {store[i].parent_ids for i in ids} == {(0,)}
+
+
 def test_mutation_asks_nothing_from_an_empty_archive(setup):
     llm = ScriptedLLM(["x"])
     assert len(make(LLMMutationEmitter, setup, llm, batch_size=4).ask()) == 0

@@ -283,6 +283,8 @@ def test_pool_runs_report_operators_and_the_comparison_counts_evaluations_to_tar
         ("llmatic", "llmatic", {"mutation": 14, "crossover": 2}),
         ("mutation_only", "mutation_only", {"mutation": 16, "crossover": 0}),
         ("crossover_only", "crossover_only", {"mutation": 0, "crossover": 16}),
+        ("no_prompt_archive", "no_prompt_archive", {"mutation": 14, "crossover": 2}),
+        ("best_of_n", "best_of_n", {"mutation": 16}),
         ("classic_pool", "classic_pool", {"mutation": 0, "crossover": 0, "classic": 4}),
         ("llmatic_bandit", "llmatic_bandit", {"mutation": 6, "crossover": 2, "classic": 4}),
     ],

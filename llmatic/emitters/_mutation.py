@@ -26,6 +26,8 @@ class LLMMutationEmitter(LLMEmitterBase):
         prompts_top_k: How many of the most curious prompt cells may be used.
         explore: Probability of a random prompt instead of a curious cell.
         feedback_elites: How many other elites the prompt shows with their accuracy.
+        seed_only: Every child is a mutation of the seed network, the first candidate
+            (the best-of-N ablation: sampling, no search).
         **kwargs: See :class:`~llmatic.emitters.LLMEmitterBase`.
     """
 
@@ -39,6 +41,7 @@ class LLMMutationEmitter(LLMEmitterBase):
         prompts_top_k: int = 3,
         explore: float = 0.1,
         feedback_elites: int = 0,
+        seed_only: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(archive, **kwargs)
@@ -52,11 +55,14 @@ class LLMMutationEmitter(LLMEmitterBase):
         if feedback_elites < 0:
             raise ValueError(f"feedback_elites must be >= 0, got {feedback_elites}")
         self.feedback_elites = feedback_elites
+        self.seed_only = seed_only
         self.num_prompts = len(self.prompter.mutation_prompts)
 
     def ask(self) -> np.ndarray:
         """Returns ``(n,)`` candidate ids, ``n <= batch_size`` (0 while the archive is empty)."""
         parents = self._elite_ids(self.parents_top_k)
+        if self.seed_only and parents:  # the seed was evaluated: it is the first candidate
+            parents = [0]
         if not parents or self.batch_size == 0:
             return np.empty(0, dtype=object)
         cells = self.prompt_archive.most_curious(
