@@ -314,3 +314,23 @@ def test_ablation_configs_build_their_pools(search, label, sizes, table):
     assert {e.operator: e.batch_size for e in main.emitters if e.batch_size} == {
         op: size for op, size in sizes.items() if size
     }
+
+
+def test_classic_pool_goes_on_when_every_elite_is_explored(tiny_table, tmp_path):  # noqa: F811
+    """The archive fills early on a small space: the classic mutation then takes the
+    fittest evaluated networks with unexplored neighbours, and the whole space is searched
+    without a run of duplicates."""
+    table, optimum = tiny_table
+    cfg = compose_cfg(
+        "+exp=nasbench201",
+        f"benchmark.table={table}",
+        "search=classic_pool",
+        "search.budget=64",
+        "search.max_candidates=200",
+        "search.ops=[none,nor_conv_3x3]",
+        "benchmark.seed_arch='|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'",
+        "output.plots=false",
+    )
+    summary = run_experiment(cfg, tmp_path)
+    assert summary["evaluations"] == 64  # every arch of the space
+    assert summary["candidates"] < 200 and summary["best"]["arch"] == optimum

@@ -211,8 +211,10 @@ class ClassicMutationEmitter(_ArchEmitterBase):
     network archive (None: from all of them) whose neighbourhood is not yet all evaluated
     (where the space lists neighbourhoods), changed by the space's own mutation (NB201:
     one edge gets another operation, through the same code and mapping as the LLM's
-    children). A child whose key is in ``avoid`` (evaluated already) or repeats a sibling
-    is drawn again, up to ``tries`` times, before it costs anything.
+    children). When every elite's neighbourhood is evaluated (a small archive fills
+    early), the parents are the fittest evaluated networks whose neighbourhood is not. A
+    child whose key is in ``avoid`` (evaluated already) or repeats a sibling is drawn
+    again, up to ``tries`` times, before it costs anything.
 
     Args:
         archive: The network archive; its elites are the parents.
@@ -243,10 +245,16 @@ class ClassicMutationEmitter(_ArchEmitterBase):
         self.parents_top_k = parents_top_k
         self.avoid = avoid
         self.tries = tries
+        self.exhausted: set[int] = set()  # ids whose whole neighbourhood is evaluated
 
     def ask(self) -> np.ndarray:
-        parents = [i for i in elite_ids(self.archive) if not self._exhausted(i)]
-        parents = parents[: self.parents_top_k] or elite_ids(self.archive)[:1]
+        parents = self._open(elite_ids(self.archive))
+        if not parents and len(self.archive):
+            # Every elite's neighbourhood is evaluated (a small archive fills early): go on
+            # from the fittest evaluated networks that still have new neighbours.
+            evaluated = [c for c in self.store if c.status == "evaluated" and c.arch]
+            evaluated.sort(key=lambda c: (-c.objective, c.id))
+            parents = self._open([c.id for c in evaluated]) or elite_ids(self.archive)[:1]
         if not parents:
             return np.empty(0, dtype=object)
         networks, parent_ids, keys = [], [], set()
@@ -261,11 +269,28 @@ class ClassicMutationEmitter(_ArchEmitterBase):
             parent_ids.append((parent.id,))
         return self._propose(networks, parent_ids)
 
+    def _open(self, ranked: list[int]) -> list[int]:
+        """The first ``parents_top_k`` ids of ``ranked`` whose neighbourhood is open."""
+        out = []
+        for i in ranked:
+            if self.parents_top_k is not None and len(out) == self.parents_top_k:
+                break
+            if not self._exhausted(i):
+                out.append(i)
+        return out
+
     def _exhausted(self, candidate_id: int) -> bool:
-        """Whether every neighbour of the elite was evaluated (it has nothing new to give)."""
+        """Whether every neighbour of the network was evaluated (nothing new to give).
+
+        Once true it stays true (evaluated keys are never forgotten): remembered.
+        """
+        if candidate_id in self.exhausted:
+            return True
         if not self.space.has_neighbours:
             return False
         parent = self.store[candidate_id]
-        return all(
-            n.key in self.avoid for n in self.space.neighbours(code=parent.code, key=parent.arch)
-        )
+        neighbours = self.space.neighbours(code=parent.code, key=parent.arch)
+        if all(n.key in self.avoid for n in neighbours):
+            self.exhausted.add(candidate_id)
+            return True
+        return False
