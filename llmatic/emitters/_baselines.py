@@ -52,6 +52,16 @@ class _ArchEmitterBase(CheckpointableEmitter, EmitterBase):
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
 
+    def _scored(self, solution) -> list[tuple[int, str, float]]:
+        """``(id, key, objective)`` of the told candidates that have a score (evaluated, or
+        a duplicate with its first evaluation's), in order."""
+        members = (self.store[i] for i in solution)
+        return [
+            (c.id, c.arch, c.objective)
+            for c in members
+            if c.status in ("evaluated", "duplicate") and c.objective is not None
+        ]
+
     def _propose(self, networks: list[Proposal], parents: list[tuple[int, ...]]) -> np.ndarray:
         ids = np.empty(len(networks), dtype=object)
         for k, (network, parent_ids) in enumerate(zip(networks, parents, strict=True)):
@@ -138,10 +148,7 @@ class RegularizedEvolutionEmitter(_ArchEmitterBase):
         return self._propose(networks, parents)
 
     def tell(self, solution, objective, measures, add_info, **fields) -> None:
-        for candidate_id in solution:
-            candidate = self.store[candidate_id]
-            if candidate.status in ("evaluated", "duplicate") and candidate.objective is not None:
-                self.population.append((candidate.id, candidate.arch, candidate.objective))
+        self.population.extend(self._scored(solution))
 
 
 class LocalSearchEmitter(_ArchEmitterBase):
@@ -180,11 +187,7 @@ class LocalSearchEmitter(_ArchEmitterBase):
         return self._propose(batch, [(self.current[0],)] * len(batch))
 
     def tell(self, solution, objective, measures, add_info, **fields) -> None:
-        scored = []
-        for candidate_id in solution:
-            candidate = self.store[candidate_id]
-            if candidate.status in ("evaluated", "duplicate") and candidate.objective is not None:
-                scored.append((candidate.id, candidate.arch, candidate.objective))
+        scored = self._scored(solution)
         if self.current is None:  # the start of a climb
             if scored:
                 self._move_to(scored[0])

@@ -317,7 +317,7 @@ def build_phases(
         seed=seed,
         **shared,
     )
-    num_mutation = round(search.batch_size * search.mutation_share)
+    num_mutation, num_crossover = llm_batch_split(search)
     mutation = LLMMutationEmitter(
         network_archive,
         batch_size=num_mutation,
@@ -330,7 +330,7 @@ def build_phases(
         **shared,
     )
     crossover = LLMCrossoverEmitter(
-        network_archive, batch_size=search.batch_size - num_mutation, seed=seed + 2, **shared
+        network_archive, batch_size=num_crossover, seed=seed + 2, **shared
     )
     emitters = [mutation, crossover]
     classic_batch_size = int(search.get("classic_batch_size", 0))
@@ -362,6 +362,12 @@ def build_phases(
         ("main", main, lambda: False),
     ]
     return phases, prompt_archive, llm
+
+
+def llm_batch_split(search: DictConfig) -> tuple[int, int]:
+    """LLM children per iteration: ``(mutation, crossover)`` of ``search.batch_size``."""
+    num_mutation = round(search.batch_size * search.mutation_share)
+    return num_mutation, search.batch_size - num_mutation
 
 
 def build_baseline(

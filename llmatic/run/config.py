@@ -22,6 +22,7 @@ from llmatic.run.build import (
     SEARCHES,
     TRAINING_BENCHMARKS,
     build_space,
+    llm_batch_split,
 )
 from llmatic.sandbox import SandboxLimits
 from llmatic.search.fail_fast import DEFAULT_AFTER
@@ -198,8 +199,7 @@ def check_llmatic_search(search: DictConfig) -> None:
         raise ConfigError(f"search.scheduler must be fixed or bandit, got {scheduler!r}")
     if scheduler == "bandit":
         sizes = {
-            "mutation": round(search.batch_size * search.mutation_share),
-            "crossover": search.batch_size - round(search.batch_size * search.mutation_share),
+            **dict(zip(("mutation", "crossover"), llm_batch_split(search), strict=True)),
             "classic": classic,
         }
         pool = [name for name, size in sizes.items() if size > 0]
