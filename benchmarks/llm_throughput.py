@@ -13,8 +13,14 @@ Same prompts (mutations of 4 parent cells under the 6 configured instructions), 
     OpenAI-compatible server (free text): ``--server-url``, or one started on loopback,
     ``python -m llmatic.llm.serve`` (default) or ``llama_cpp.server`` (``--server
     llama_cpp``, needs ``llama-cpp-python[server]``).
+(c') ``server_constrained``: the same server with constrained decoding: each request's
+    edge-lines grammar sent as a regex (``structured_output``, see
+    :mod:`llmatic.llm.wire`); ``--structured-output`` names the field (``llmatic`` for
+    our server, ``vllm``, ``vllm_legacy``, ``sglang``; ``none`` skips the row).
 
-For each: candidates per minute, generated tokens per second, and for (b) and (b') the
+For each: candidates per minute, generated tokens per second, the share of *valid* samples
+(the first six lines written are the edge lines of a cell in the request's grammar: known
+operations, well-formed, 1 or 2 edges changed from the parent), and for (b) and (b') the
 model's arithmetic rate against this CPU's measured matmul rate in the same dtype (how
 close the backend gets to the compute limit). (a) runs in float32, as the reference does;
 (b) and (b') in ``--dtype`` (``auto``: what the search uses, see ``docs/llm.md``).
@@ -22,7 +28,8 @@ Figures go to ``benchmarks/results/llm_throughput.{json,md}``.
 
 Usage: ``python -m benchmarks.llm_throughput [--samples 64] [--reference-samples 6]
 [--threads N] [--dtype auto|float32|bfloat16] [--server-url URL | --server
-llmatic|llama_cpp] [--server-only]``
+llmatic|llama_cpp] [--structured-output llmatic|vllm|vllm_legacy|sglang|none]
+[--server-only]``
 """
 
 from __future__ import annotations
@@ -70,6 +77,18 @@ def requests_for(prompter, count: int) -> list:
     ]
 
 
+def valid_share(requests: list, texts: list[str]) -> float:
+    """The share of ``texts`` whose first six lines are a text of the grammar of the
+    constrained request at the same position (what a valid edit of that parent is)."""
+    from llmatic.llm.wire import compile_regex
+
+    valid = 0
+    for request, text in zip(requests, texts, strict=True):
+        edges = "\n".join(text.split("\n")[:6]) + "\n"
+        valid += compile_regex(request.constraint.to_regex()).fullmatch(edges)
+    return valid / len(texts)
+
+
 def matmul_gflops(threads: int, dtype: torch.dtype = torch.float32) -> float:
     """This CPU's matmul rate (GFLOP/s) in ``dtype`` at ``threads`` threads: the limit."""
     torch.set_num_threads(threads)
@@ -100,12 +119,16 @@ class TokenMeter:
         self.handle.remove()
 
 
-def run_reference(model_path: Path, requests: list, stop: list[str], threads: int) -> dict:
+def run_reference(
+    model_path: Path, requests: list, stop: list[str], threads: int, grammars: list
+) -> dict:
     """(a): reload the model for every sample, generate one sample at a time."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from llmatic.llm.base import cut_at_stop
+
     torch.set_num_threads(threads)
-    tokens, start = 0, time.perf_counter()
+    tokens, texts, start = 0, [], time.perf_counter()
     for i, request in enumerate(requests):
         tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True).eval()
@@ -122,21 +145,25 @@ def run_reference(model_path: Path, requests: list, stop: list[str], threads: in
                 tokenizer=tokenizer,
                 pad_token_id=tokenizer.eos_token_id,
             )
-        tokens += out.shape[1] - inputs["input_ids"].shape[1]
+        prompt_length = inputs["input_ids"].shape[1]
+        tokens += out.shape[1] - prompt_length
+        text = tokenizer.decode(out[0, prompt_length:], skip_special_tokens=True)
+        texts.append(cut_at_stop(text, stop))
     seconds = time.perf_counter() - start
-    return _rates(len(requests), tokens, seconds)
+    return _rates(len(requests), tokens, seconds, valid=valid_share(grammars, texts))
 
 
-def run_batched(llm, requests: list, *, parameters: int, peak: float) -> dict:
+def run_batched(llm, requests: list, *, parameters: int, peak: float, grammars: list) -> dict:
     """(b)/(b'): one ``generate`` call for all requests (micro-batches of its batch size)."""
     meter = TokenMeter(llm.model)
     tokens0, seconds0 = llm.total_tokens, llm.total_seconds
     try:
-        llm.generate(requests)
+        out = llm.generate(requests)
     finally:
         meter.close()
     seconds = llm.total_seconds - seconds0
-    result = _rates(len(requests), llm.total_tokens - tokens0, seconds)
+    valid = valid_share(grammars, [g.text for g in out])
+    result = _rates(len(requests), llm.total_tokens - tokens0, seconds, valid=valid)
     # ~2 FLOPs per weight per token run (attention over the context comes on top).
     achieved = 2 * parameters * meter.slots / seconds / 1e9
     result.update(
@@ -148,13 +175,25 @@ def run_batched(llm, requests: list, *, parameters: int, peak: float) -> dict:
     return result
 
 
-def run_server(url: str, model: str, requests: list, stop: list[str], concurrency: int) -> dict:
-    """(c): the OpenAI-compatible backend, free text like (a)."""
+def run_server(
+    url: str,
+    model: str,
+    requests: list,
+    stop: list[str],
+    concurrency: int,
+    structured_output: str = "none",
+) -> dict:
+    """(c): the OpenAI-compatible backend, free text like (a); (c') with
+    ``structured_output``: each request's grammar sent as a regex."""
     from llmatic.llm.openai_backend import OpenAICompatibleLLM
 
-    free = [
-        r.__class__(prompt=r.prompt, temperature=r.temperature, prefill=r.prefill) for r in requests
-    ]
+    if structured_output == "none":
+        requests_sent = [
+            r.__class__(prompt=r.prompt, temperature=r.temperature, prefill=r.prefill)
+            for r in requests
+        ]
+    else:
+        requests_sent = requests
     llm = OpenAICompatibleLLM(
         base_url=url,
         model=model,
@@ -162,11 +201,13 @@ def run_server(url: str, model: str, requests: list, stop: list[str], concurrenc
         stop=stop,
         max_concurrency=concurrency,
         timeout_s=600,
+        structured_output=structured_output,
     )
     start = time.perf_counter()
-    out = llm.generate(free)
+    out = llm.generate(requests_sent)
     seconds = time.perf_counter() - start
-    return _rates(len(out), sum(g.num_tokens for g in out), seconds)
+    valid = valid_share(requests, [g.text for g in out])
+    return _rates(len(out), sum(g.num_tokens for g in out), seconds, valid=valid)
 
 
 @contextlib.contextmanager
@@ -207,13 +248,15 @@ def local_server(kind: str, threads: int) -> Iterator[str]:
         log.close()
 
 
-def _rates(samples: int, tokens: int, seconds: float) -> dict:
+def _rates(samples: int, tokens: int, seconds: float, *, valid: float) -> dict:
     return {
         "samples": samples,
         "tokens": int(tokens),
         "seconds": seconds,
         "candidates_per_minute": samples / seconds * 60,
+        "samples_per_second": samples / seconds,
         "tokens_per_second": tokens / seconds,
+        "valid": valid,
     }
 
 
@@ -230,6 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the local server (c) starts when no --server-url is given",
     )
     parser.add_argument("--server-model", default="smollm2-135m")
+    parser.add_argument(
+        "--structured-output",
+        choices=["llmatic", "vllm", "vllm_legacy", "sglang", "none"],
+        default=None,
+        help="the field (c') sends the grammar in: llmatic for our server (the default "
+        "without --server-url), none to skip (c') (the default with --server-url)",
+    )
     parser.add_argument(
         "--dtype", default="auto", help="of (b), (b') and the peak: auto, float32, bfloat16"
     )
@@ -274,13 +324,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matmul {peak:.0f} GFLOP/s at {args.threads} threads; {parameters / 1e6:.0f}M weights")
 
     results["reference"] = run_reference(
-        llm.model_path, requests_for(free_prompter, args.reference_samples), stop, args.threads
+        llm.model_path,
+        requests_for(free_prompter, args.reference_samples),
+        stop,
+        args.threads,
+        requests_for(prompter, args.reference_samples),
     )
     print("reference", results["reference"], flush=True)
-    results["batched"] = run_batched(llm, requests, parameters=parameters, peak=peak)
+    results["batched"] = run_batched(
+        llm, requests, parameters=parameters, peak=peak, grammars=requests
+    )
     print("batched", results["batched"], flush=True)
     free = requests_for(free_prompter, args.samples)
-    results["batched_free"] = run_batched(llm, free, parameters=parameters, peak=peak)
+    results["batched_free"] = run_batched(
+        llm, free, parameters=parameters, peak=peak, grammars=requests
+    )
     print("batched_free", results["batched_free"], flush=True)
 
     _measure_server(results, args, requests, stop)
@@ -300,19 +358,32 @@ def _measure_server(results: dict, args: argparse.Namespace, requests: list, sto
     else:
         server = local_server(args.server, args.threads)
     results["server_kind"] = args.server_url or args.server
+    structured = args.structured_output or ("none" if args.server_url else args.server)
+    if structured == "llama_cpp":  # it reads none of the regex fields
+        structured = "none"
+    results["server_structured_output"] = structured
+    results["server_constrained"] = "skipped: --structured-output none"
     try:
         with server as url:
             results["server"] = run_server(url, args.server_model, requests, stop, 32)
+            print("server", results["server"], flush=True)
+            if structured != "none":
+                results["server_constrained"] = run_server(
+                    url, args.server_model, requests, stop, 32, structured
+                )
     except (LLMServerError, RuntimeError) as err:
-        results["server"] = f"failed: {str(err).splitlines()[0][:200]}"
-    print("server", results["server"], flush=True)
+        failed = f"failed: {str(err).splitlines()[0][:200]}"
+        for key in ("server", "server_constrained"):
+            if not isinstance(results.get(key), dict):
+                results[key] = failed
+    print("server_constrained", results["server_constrained"], flush=True)
 
 
 def _write(results: dict) -> None:
     """Speed-ups against (a), then the JSON and Markdown results."""
     reference = results["reference"]["candidates_per_minute"]
-    for key in ("batched", "batched_free", "server"):
-        if isinstance(results[key], dict):
+    for key in ("batched", "batched_free", "server", "server_constrained"):
+        if isinstance(results.get(key), dict):
             results[key]["speedup_per_candidate"] = (
                 results[key]["candidates_per_minute"] / reference
             )
@@ -328,20 +399,24 @@ def _table(results: dict) -> str:
         f"{results['threads']} threads, matmul peak in that dtype "
         f"{results['matmul_gflops']:.0f} GFLOP/s.",
         "",
-        "| way | samples | candidates/min | tokens/s | x (a) per candidate | "
+        "| way | samples | candidates/min | tokens/s | valid | x (a) per candidate | "
         "model GFLOP/s (share of peak) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     names = {
         "reference": "(a) reload + one sample",
         "batched": "(b) batched, grammar + jump-forward",
         "batched_free": "(b') batched, free text",
         "server": f"(c) OpenAI-compatible server ({results.get('server_kind', 'none')}), free text",
+        "server_constrained": (
+            f"(c') the same server, grammar sent as a regex "
+            f"({results.get('server_structured_output', 'none')})"
+        ),
     }
     for key, name in names.items():
-        r = results[key]
+        r = results.get(key, "not measured")
         if not isinstance(r, dict):
-            lines.append(f"| {name} | {r} | | | | |")
+            lines.append(f"| {name} | {r} | | | | | |")
             continue
         speedup = r.get("speedup_per_candidate", 1.0)
         rate = (
@@ -349,9 +424,10 @@ def _table(results: dict) -> str:
             if "model_gflops" in r
             else ""
         )
+        valid = f"{r['valid']:.0%}" if "valid" in r else ""
         lines.append(
             f"| {name} | {r['samples']} | {r['candidates_per_minute']:.1f} | "
-            f"{r['tokens_per_second']:.0f} | {speedup:.1f}x | {rate} |"
+            f"{r['tokens_per_second']:.0f} | {valid} | {speedup:.1f}x | {rate} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,11 @@ mid-run (``LLMServerError``; ``resume=RUN_DIR`` continues); 4 the setup is broke
 seed network failed, or the first candidates all failed the same way (``SearchAborted``,
 see ``llmatic/search/fail_fast.py``); 1 anything else (a bug: Hydra prints the traceback).
 Whatever stops it, the run's files so far stay in its directory.
+
+In a sweep (``-m``, any ``hydra/launcher``; docs/cluster.md) a job that fails this way
+raises :class:`JobFailed` instead, so that the other jobs go on (the sweep then exits 1),
+and a job whose directory holds a checkpoint already (a requeued SLURM job, the same sweep
+launched again) continues that run as ``resume=`` would.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from llmatic.checkpoint import CheckpointError
+from llmatic.checkpoint import CHECKPOINT_FILE, CheckpointError
 from llmatic.llm.models import ModelNotFoundError
 from llmatic.llm.openai_backend import LLMServerError
 from llmatic.run import ConfigError, resume_config, run_experiment
@@ -41,22 +49,58 @@ OmegaConf.register_new_resolver(
 )
 
 
+class JobFailed(Exception):
+    """One job of a sweep stopped with exit status ``status`` (the line logged before says why).
+
+    Hydra's launchers record an exception as that job's failure and run the rest of the
+    sweep; a ``SystemExit`` would end the sweep (the joblib launcher cancels the jobs still
+    running, the basic one never starts the next).
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)  # both in args: picklable back to the launcher
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"exit status {self.status}: {self.message}"
+
+
+def _stop(status: int, err: Exception) -> NoReturn:
+    """Exit with ``status``; in a sweep, fail this job only."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise JobFailed(status, f"{type(err).__name__}: {err}") from None
+    sys.exit(status)
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     # SIGTERM (a cluster's scancel, a `kill`) raises SystemExit, so that the run's files
     # are written on the way out like on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    run_dir = cfg.resume or HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    run_dir = cfg.resume or hydra_cfg.runtime.output_dir
+    resume = cfg.resume
+    if (
+        not resume
+        and hydra_cfg.mode == RunMode.MULTIRUN
+        and Path(run_dir, CHECKPOINT_FILE).is_file()
+    ):
+        # A sweep's job run again in its own directory: a SLURM job requeued by submitit
+        # (preemption), or the same sweep launched again with the same hydra.sweep.dir.
+        # Continue the run (or find it finished) instead of starting over on its files.
+        log.info("%s holds this job's run already: continuing it (resume=%s)", run_dir, run_dir)
+        resume = run_dir
     try:
-        if cfg.resume:
-            run_cfg = resume_config(cfg.resume, cfg, HydraConfig.get().overrides.task)
-            run_experiment(run_cfg, cfg.resume, resume=True)
+        if resume:
+            run_cfg = resume_config(resume, cfg, hydra_cfg.overrides.task)
+            run_experiment(run_cfg, resume, resume=True)
         else:
             run_experiment(cfg, run_dir)
     except (ConfigError, ModelNotFoundError, CheckpointError, SandboxSetupError) as err:
         # A user's mistake, not a bug: one line saying what to fix, no traceback.
         log.error("%s: %s", type(err).__name__, err)
-        sys.exit(2)
+        _stop(2, err)
     except LLMServerError as err:
         # The server went away or is too slow; the finished iterations are checkpointed.
         log.error(
@@ -66,7 +110,7 @@ def main(cfg: DictConfig) -> None:
             err,
             run_dir,
         )
-        sys.exit(3)
+        _stop(3, err)
     except SearchAborted as err:
         # Every evaluation would fail the same way: stop now, not after the budget.
         log.error(
@@ -76,7 +120,7 @@ def main(cfg: DictConfig) -> None:
             err,
             run_dir,
         )
-        sys.exit(4)
+        _stop(4, err)
 
 
 if __name__ == "__main__":

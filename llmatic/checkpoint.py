@@ -306,7 +306,13 @@ class Checkpointer:
         self.bytes = 0
 
     def iteration_done(self, stats: IterationStats) -> None:
-        """Serialises the state after iteration ``stats.iteration``; writes it if due."""
+        """Serialises the state after iteration ``stats.iteration``; writes it if due.
+
+        An iteration that asked its next batch ahead (``stats.in_flight``; the search's
+        ``overlap``) is not a consistent state: the last one that was stays the one saved.
+        """
+        if stats.in_flight:
+            return
         self.iteration, self.phase = stats.iteration, stats.phase
         start = time.perf_counter()
         data = self._dumps(finished=False)

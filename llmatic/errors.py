@@ -25,6 +25,8 @@ FAILURE_KINDS: dict[str, str] = {
     "exception": "an unexpected exception in the sandboxed process",
     "bad_result": "the sandboxed process sent back a value its target never returns "
     "(malformed or forged by the candidate's code)",
+    "worker_lost": "the worker evaluating it was lost twice (the sandbox's server process, a "
+    "Ray actor or its node died); the call was retried once on a fresh worker",
 }
 
 #: Failure kinds that blame the machine or the setup rather than the candidate's code: the
@@ -33,7 +35,7 @@ FAILURE_KINDS: dict[str, str] = {
 #: candidate hitting the same one means a limit, a data file or a device is wrong
 #: (:mod:`llmatic.search.fail_fast` stops such a run).
 ENVIRONMENT_KINDS: frozenset[str] = frozenset(
-    {"timeout", "out_of_memory", "crashed", "exception", "training_error"}
+    {"timeout", "out_of_memory", "crashed", "exception", "training_error", "worker_lost"}
 )
 
 #: Failure kinds found by reading the completion, before any of its code runs: they say

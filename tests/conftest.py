@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
-from collections.abc import Sequence
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +81,32 @@ def table(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("nb201") / "table.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def llmatic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m llmatic.llm.serve`` on a free loopback port; yields its /v1 URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "llmatic.llm.serve", "--port", str(port)]
+    command += ["--threads", "1", "--max-wait-ms", "100"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180  # the first use converts the GGUF (~20 s)
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llmatic.llm.serve exited: {log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/models", timeout=2):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("llmatic.llm.serve did not answer /v1/models within 180 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

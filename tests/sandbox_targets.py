@@ -80,3 +80,39 @@ def remember(payload: dict[str, Any]) -> None:
 def recall(payload: dict[str, Any]) -> dict[str, Any]:
     """What the zygote's set-up left in this module, and this child's pid."""
     return {"remembered": REMEMBERED, "pid": os.getpid()}
+
+
+def transform_attached(payload: dict[str, Any]) -> dict[str, Any]:
+    """Reads the attached file ``src``, writes it reversed and upper-cased to ``dst``."""
+    from llmatic.sandbox import attached
+
+    with open(attached("src"), "rb", closefd=False) as source:
+        data = source.read()
+    with open(attached("dst"), "wb", closefd=False) as target:
+        target.write(data[::-1].upper())
+    return {"read": len(data), "pid": os.getpid()}
+
+
+def write_attached(payload: dict[str, Any]) -> dict[str, Any]:
+    """Writes ``payload["bytes"]`` bytes to the attached file ``payload["name"]``, in
+    chunks of 64 KiB, then sleeps ``payload.get("sleep", 0)`` seconds; a refused write
+    raises (the call reports it).
+    """
+    import time
+
+    from llmatic.sandbox import attached
+
+    fd = attached(payload["name"])
+    remaining = int(payload["bytes"])
+    while remaining > 0:
+        remaining -= os.write(fd, b"w" * min(remaining, 1 << 16))
+    time.sleep(float(payload.get("sleep", 0)))
+    return {"written": int(payload["bytes"])}
+
+
+def sleep_then_echo(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleeps ``payload["seconds"]``, then returns ``{"value": payload["value"]}``."""
+    import time
+
+    time.sleep(payload["seconds"])
+    return {"value": payload["value"]}

@@ -122,3 +122,61 @@ def test_a_short_cifar_run_leaves_both_heatmaps(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
     trained = [row for row in rows if row["status"] == "evaluated"]
     assert len(trained) == 3 and all(row["test_objective"] is not None for row in trained)
+
+
+def test_a_child_starts_from_its_parents_trained_weights(cifar_sandbox, tmp_path):
+    """Weight inheritance: the files travel as attached descriptors, never unpickled."""
+    from llmatic.benchmarks.base import Lineage
+
+    bench = CifarBenchmark(
+        sandbox=cifar_sandbox,
+        dataset="cifar10",
+        train={**TINY, "deterministic": True},
+        seed=0,
+        device="cpu",
+        weights_dir=tmp_path,
+    )
+    code = seed_code(input_shape=(3, 32, 32), num_classes=10)
+    parent = bench.evaluate_code(code, lineage=Lineage(candidate_id=0, parent_id=None))
+    fresh = bench.evaluate_code(code, lineage=Lineage(candidate_id=1, parent_id=None))
+    child = bench.evaluate_code(code, lineage=Lineage(candidate_id=2, parent_id=0))
+    assert 0.0 <= child.objective <= 100.0
+    from safetensors.torch import load_file
+
+    saved = {i: load_file(tmp_path / f"{i}.safetensors") for i in (0, 1, 2)}
+    assert set(saved[0]) == set(saved[2]) and len(saved[0]) > 0
+    # The same seed from scratch trains to the same weights and score; from the parent's
+    # trained weights it goes further.
+    assert all(saved[0][k].equal(saved[1][k]) for k in saved[0])
+    assert (parent.objective, parent.test_objective) == (fresh.objective, fresh.test_objective)
+    assert not all(saved[0][k].equal(saved[2][k]) for k in saved[0])
+    # A missing parent file (its training failed) means a start from scratch.
+    orphan = bench.evaluate_code(code, lineage=Lineage(candidate_id=3, parent_id=99))
+    assert orphan.objective == parent.objective
+
+
+def test_a_cifar_run_with_inheritance_keeps_each_candidates_weights(tmp_path):
+    cfg = compose_cifar(
+        "search.budget=3",
+        "search.init_children=2",
+        "search.batch_size=2",
+        "data.val_size=1000",
+        "benchmark.train.epochs=0.1",
+        "benchmark.inherit_weights=true",
+        "llm=scripted",
+        "output.plots=false",
+    )
+    summary = run_experiment(cfg, tmp_path)
+    assert summary["inherit_weights"] is True
+    rows = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
+    trained = [row["id"] for row in rows if row["status"] == "evaluated"]
+    assert len(trained) == 3
+    for candidate_id in trained:
+        assert (tmp_path / "weights" / f"{candidate_id}.safetensors").stat().st_size > 0
+
+
+def test_inheritance_outside_cifar_is_a_config_error():
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = compose("config", overrides=["+benchmark.inherit_weights=true"])
+    with pytest.raises(ConfigError, match="benchmark.inherit_weights needs"):
+        validate_config(cfg)

@@ -179,3 +179,12 @@ def test_sandbox_children_are_cuda_children_only_when_the_benchmark_trains_on_cu
     assert sandbox_limits(compose_cfg("+sandbox.cuda=true")).cuda is True  # said outright
     auto = sandbox_limits(compose_cfg("benchmark.device=auto"))
     assert auto.cuda is torch.cuda.is_available()
+
+
+def test_a_new_run_in_a_directory_with_a_run_is_refused(tiny_run, tmp_path):
+    """Two runs' candidates would be mixed in one file: refused, and nothing is touched."""
+    run_dir = tiny_run[0]
+    before = (run_dir / "candidates.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match="holds a run already: resume="):
+        run_experiment(compose_cfg(*TINY), run_dir, llm=ScriptedLLM(SCRIPT))
+    assert (run_dir / "candidates.jsonl").read_bytes() == before

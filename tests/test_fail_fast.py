@@ -11,7 +11,7 @@ import pytest
 from conftest import ScriptedLLM, edges_completion
 from test_experiment import GOOD, compose_cfg, read_candidates
 
-import llmatic.run.experiment as experiment
+import llmatic.run.build as build
 from llmatic.benchmarks.base import ArchEvaluation
 from llmatic.candidate import CandidateStore
 from llmatic.errors import ENVIRONMENT_KINDS, CandidateError
@@ -130,7 +130,7 @@ class FakeBenchmark:
 def fake_benchmark(monkeypatch):
     def install(fail):
         bench = FakeBenchmark(fail)
-        monkeypatch.setattr(experiment, "build_benchmark", lambda cfg, sandbox: bench)
+        monkeypatch.setattr(build, "build_benchmark", lambda cfg, sandbox, **kwargs: bench)
         return bench
 
     return install

@@ -147,6 +147,8 @@ def test_rejects_bad_settings():
         OpenAICompatibleLLM(base_url="127.0.0.1:8000", model="m")
     with pytest.raises(ValueError):
         OpenAICompatibleLLM(base_url="http://x/v1", model="m", max_concurrency=0)
+    with pytest.raises(ValueError, match="structured_output must be one of"):
+        OpenAICompatibleLLM(base_url="http://x/v1", model="m", structured_output="outlines")
 
 
 def test_completions_in_order_with_stops_seeds_and_key(serve, monkeypatch):
@@ -191,6 +193,57 @@ def test_chat_endpoint_sends_one_user_message_and_refuses_prefill(serve):
     with pytest.raises(ValueError, match="prefill"):
         llm.generate([R("hi", prefill="x")])
     assert len(server.seen) == 1  # refused before anything was sent
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ("vllm", ("structured_outputs", "regex")),
+        ("llmatic", ("structured_outputs", "regex")),
+        ("vllm_legacy", ("guided_regex",)),
+        ("sglang", ("regex",)),
+        ("none", None),
+    ],
+)
+def test_constraint_goes_as_the_servers_regex_field(serve, setting, field):
+    from llmatic.nb201.prompts import EdgeLinesConstraint
+
+    server = serve(echo)
+    constraint = EdgeLinesConstraint(allowed=[["none", "skip_connect"]] * 6)
+    request = GenerationRequest(prompt="p", temperature=0.5, constraint=constraint)
+    backend(server.url, structured_output=setting).generate([request, R("free")])
+    bodies = {body["prompt"]: body for _, body, _ in server.seen}
+    constrained, free = bodies["p"], bodies["free"]
+    structured = {"structured_outputs", "guided_regex", "regex"}
+    assert not structured & free.keys()  # no constraint, no field
+    if field is None:
+        assert not structured & constrained.keys()
+    else:
+        value = constrained
+        for key in field:
+            value = value[key]
+        assert value == constraint.to_regex()
+        assert structured & constrained.keys() == {field[0]}  # that field only
+
+
+def test_constraint_without_a_regex_goes_unconstrained_and_says_so_once(serve, caplog):
+    from llmatic.llm.grammar import Choice, ProgramConstraint
+
+    def program():
+        yield Choice("n", 0, ("1", "2"))
+
+    server = serve(echo)
+    requests = [
+        GenerationRequest(prompt=p, temperature=0.5, constraint=ProgramConstraint(program))
+        for p in ("a", "b", "c")
+    ]
+    with caplog.at_level("INFO", logger="llmatic.llm.openai_backend"):
+        backend(server.url, structured_output="vllm").generate(requests)
+    assert len(server.seen) == 3
+    assert all("structured_outputs" not in body for _, body, _ in server.seen)
+    said = [r.getMessage() for r in caplog.records if "unconstrained" in r.getMessage()]
+    assert len(said) == 2  # the setting at start, then ProgramConstraint once
+    assert "ProgramConstraint constraints go to the server unconstrained" in said[1]
 
 
 def test_retries_transient_errors_then_succeeds(serve):
@@ -266,6 +319,7 @@ def test_build_llm_reads_conf_llm_openai():
     assert llm.endpoint == "completions" and llm.seed == 3 and llm.max_new_tokens == 150
     assert llm.stop == STOPS  # the prompter's stops for scope=edges
     assert cfg.llm.constrained is False and cfg.llm.prompt_format == "completion"
+    assert cfg.llm.structured_output == "none"
 
 
 # --- against llama_cpp.server with the embedded model ----------------------------------------
@@ -342,33 +396,6 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-@pytest.fixture(scope="module")
-def llmatic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m llmatic.llm.serve`` on a free loopback port; yields its /v1 URL."""
-    port = _free_port()
-    command = [sys.executable, "-m", "llmatic.llm.serve", "--port", str(port)]
-    command += ["--threads", "1", "--max-wait-ms", "100"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
-    log = tmp_path_factory.mktemp("serve") / "server.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180  # the first use converts the GGUF (~20 s)
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llmatic.llm.serve exited: {log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/models", timeout=2):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail("llmatic.llm.serve did not answer /v1/models within 180 s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture(params=["llmatic", "llama_cpp"])

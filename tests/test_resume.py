@@ -96,25 +96,28 @@ def reference(table, tmp_path_factory) -> tuple[Path, dict]:
 
 
 def interrupt(monkeypatch, method: str, call: int) -> None:
-    """Ctrl-C in the middle of an iteration, at the ``call``-th call of a
-    ``Evaluator`` method: ``score`` (a benchmark evaluation; the batch half done) or
-    ``evaluate`` (on its way out: the batch done, the archives not told yet)."""
-    original = getattr(Evaluator, method)
+    """Ctrl-C in the middle of an iteration, at the ``call``-th call of ``score`` (one
+    benchmark evaluation by a worker; the batch half done) or of ``Evaluator.collect``
+    (on its way out: the batch done, the archives not told yet)."""
+    import llmatic.workers.local as local_workers
+
+    owner, name = (local_workers, "evaluate_on") if method == "score" else (Evaluator, method)
+    original = getattr(owner, name)
     calls = itertools.count(1)
 
-    def interrupted(self, *args, **kwargs):
+    def interrupted(*args, **kwargs):
         n = next(calls)
         if method == "score" and n == call:
             raise KeyboardInterrupt
-        result = original(self, *args, **kwargs)
+        result = original(*args, **kwargs)
         if n == call:
             raise KeyboardInterrupt
         return result
 
-    monkeypatch.setattr(Evaluator, method, interrupted)
+    monkeypatch.setattr(owner, name, interrupted)
 
 
-@pytest.mark.parametrize("every, method, call", [(1, "evaluate", 5), (3, "score", 11)])
+@pytest.mark.parametrize("every, method, call", [(1, "collect", 5), (3, "score", 11)])
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
     table, reference, tmp_path, monkeypatch, every, method, call
 ):
@@ -125,7 +128,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
             run_experiment(cfg, tmp_path)
     header = read_header(tmp_path / CHECKPOINT_FILE)
     assert not header["finished"] and 0 < header["evaluations"] < BUDGET
-    if method == "evaluate":
+    if method == "collect":
         # The files ran ahead of the checkpoint: a batch evaluated, not told.
         lines = (tmp_path / "candidates.jsonl").read_text().splitlines()
         assert len(lines) > header["candidates"]

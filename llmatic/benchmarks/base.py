@@ -29,6 +29,18 @@ class ArchEvaluation:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Lineage:
+    """A trained candidate and the parent whose trained weights it may start from.
+
+    Benchmarks that keep trained weights (``benchmark.inherit_weights``) save a candidate's
+    under ``candidate_id`` and warm-start it from ``parent_id``'s where those exist.
+    """
+
+    candidate_id: int
+    parent_id: int | None
+
+
 class Benchmark(Protocol):
     """Scores NAS-Bench-201 architectures given as arch strings."""
 

@@ -16,12 +16,14 @@ final report and never selects anything.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmatic.benchmarks._cifar_data import INPUT_SHAPE, NUM_CLASSES, CifarSplit, load_cifar
-from llmatic.benchmarks.base import ArchEvaluation
+from llmatic.benchmarks.base import ArchEvaluation, Lineage
 from llmatic.benchmarks.digits import measure_and_train, train_in_sandbox
 from llmatic.sandbox import Sandbox
 
@@ -116,7 +118,7 @@ def _train_and_score(network: Any, payload: dict, *, untrusted: bool) -> dict:
 
     def train() -> Any:
         splits = data["splits"]
-        return train_network(
+        result = train_network(
             network,
             train=on_device(splits["train"]),
             val=on_device(splits["val"]),
@@ -124,9 +126,56 @@ def _train_and_score(network: Any, payload: dict, *, untrusted: bool) -> dict:
             settings=TrainSettings(**payload["train"]),
             seed=payload["seed"],
             device=device,
+            inherit_from=_attached_weights("weights_in"),
         )
+        _save_weights(network, "weights_out")
+        return result
 
     return measure_and_train(network, train, input_shape=INPUT_SHAPE, untrusted=untrusted)
+
+
+def _attached_weights(name: str) -> dict[str, Any] | None:
+    """The state dict in the attached file ``name`` (safetensors: no pickle), or None."""
+    from llmatic.sandbox import attached
+
+    try:
+        fd = attached(name)
+    except LookupError:
+        return None
+    from safetensors.torch import load
+
+    with open(fd, "rb", closefd=False) as file:
+        data = file.read()
+    try:
+        return load(data)
+    except Exception:  # noqa: BLE001 - a damaged parent file: train from scratch
+        return None
+
+
+def _save_weights(network: Any, name: str) -> None:
+    """Writes ``network``'s state dict to the attached file ``name`` (if attached).
+
+    A file past ``sandbox.max_file_mb`` fails to write: the children then start from
+    scratch, and the candidate's own score stands.
+    """
+    from llmatic.sandbox import attached
+
+    try:
+        fd = attached(name)
+    except LookupError:
+        return
+    from safetensors.torch import save
+
+    tensors = {
+        key: value.detach().to("cpu").contiguous().clone()
+        for key, value in network.state_dict().items()
+    }
+    try:
+        data = save(tensors)
+        with open(fd, "wb", closefd=False) as file:
+            file.write(data)
+    except (OSError, ValueError, RuntimeError):
+        os.ftruncate(fd, 0)  # half a file would be worse than none
 
 
 class CifarBenchmark:
@@ -144,7 +193,14 @@ class CifarBenchmark:
     name = "cifar"
 
     def __init__(
-        self, *, sandbox: Sandbox, dataset: str, train: dict, seed: int, device: str
+        self,
+        *,
+        sandbox: Sandbox,
+        dataset: str,
+        train: dict,
+        seed: int,
+        device: str,
+        weights_dir: str | Path | None = None,
     ) -> None:
         from llmatic.fast_training import TrainSettings
 
@@ -154,6 +210,9 @@ class CifarBenchmark:
         self.sandbox = sandbox
         self.dataset = dataset
         self.settings = {"train": dict(train), "seed": seed, "device": device}
+        self.weights_dir = None if weights_dir is None else Path(weights_dir)
+        if self.weights_dir is not None:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
     def sandbox_setup(
@@ -167,13 +226,29 @@ class CifarBenchmark:
         """Trains NAS-Bench-201's macro network of ``arch``, rebuilt by trusted code."""
         return self._train("train_arch", {"arch": arch, **self.settings})
 
-    def evaluate_code(self, code: str) -> ArchEvaluation:
+    def evaluate_code(self, code: str, *, lineage: Lineage | None = None) -> ArchEvaluation:
         """Trains the network that untrusted ``code`` defines.
+
+        With ``weights_dir`` and a ``lineage``, the trained weights are saved as
+        ``weights_dir/ID.safetensors`` (at most ``sandbox.max_file_mb``), and the network
+        starts from its parent's saved weights: every same-named, same-shaped tensor
+        (:func:`~llmatic.fast_training.inherit_weights`). The files are attached to the
+        sandboxed call (``Sandbox.run(files=...)``): the child reads and writes nothing
+        else, and the weights are only ever loaded in another sandboxed child.
 
         Raises:
             CandidateError: The code fails to build, run or train (see :func:`train_code`).
         """
-        return self._train("train_code", {"code": code, **self.settings})
+        files = {}
+        if self.weights_dir is not None and lineage is not None:
+            files["weights_out"] = (self.weights_dir / f"{lineage.candidate_id}.safetensors", "w")
+            if lineage.parent_id is not None:
+                parent = self.weights_dir / f"{lineage.parent_id}.safetensors"
+                if parent.is_file() and parent.stat().st_size > 0:
+                    files["weights_in"] = (parent, "r")
+        return self._train("train_code", {"code": code, **self.settings}, files=files)
 
-    def _train(self, target: str, payload: dict) -> ArchEvaluation:
-        return train_in_sandbox(self.sandbox, f"llmatic.benchmarks.cifar:{target}", payload)
+    def _train(self, target: str, payload: dict, *, files: dict | None = None) -> ArchEvaluation:
+        return train_in_sandbox(
+            self.sandbox, f"llmatic.benchmarks.cifar:{target}", payload, files=files
+        )

@@ -88,17 +88,20 @@ class DigitsBenchmark:
         return train_in_sandbox(self.sandbox, f"llmatic.benchmarks.digits:{target}", payload)
 
 
-def train_in_sandbox(sandbox: Sandbox, target: str, payload: dict) -> ArchEvaluation:
+def train_in_sandbox(
+    sandbox: Sandbox, target: str, payload: dict, *, files: dict | None = None
+) -> ArchEvaluation:
     """Runs a training ``target`` (``"module:function"``) in ``sandbox``; its evaluation.
 
     The target returns what :func:`check_train_result` checks (val/test accuracy in %,
-    the last training loss, seconds, measures).
+    the last training loss, seconds, measures). ``files`` are attached to the call
+    (``Sandbox.run(files=...)``).
 
     Raises:
         CandidateError: The call failed (its failure kind and message).
     """
     start = time.perf_counter()
-    result = sandbox.run(target, payload, check=check_train_result)
+    result = sandbox.run(target, payload, check=check_train_result, files=files or {})
     if not result.ok:
         raise CandidateError(result.error_kind or "exception", result.error or "")
     value = result.value

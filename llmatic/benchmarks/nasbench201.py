@@ -441,6 +441,9 @@ class NasBench201Benchmark:
             low-fidelity signal). The reported test accuracy is always the 200-epoch one.
         channels: C of the macro network whose measures go to the network archive.
         cells_per_stage: N of that network.
+        simulated_train_s: Seconds each evaluation waits, as if it trained (0: none). For
+            scaling studies (``benchmarks/scaling.py``): the table's answers with a
+            training time, so that parallel workers have something to overlap.
 
     Raises:
         ValueError: Unknown dataset/fidelity, or the table lacks the needed columns.
@@ -456,7 +459,11 @@ class NasBench201Benchmark:
         fidelity: str | int = "200",
         channels: int = 16,
         cells_per_stage: int = 5,
+        simulated_train_s: float = 0.0,
     ) -> None:
+        if simulated_train_s < 0:
+            raise ValueError(f"simulated_train_s must be >= 0, got {simulated_train_s}")
+        self.simulated_train_s = float(simulated_train_s)
         self.table = table if isinstance(table, NasBench201Table) else NasBench201Table.load(table)
         self.dataset = dataset
         self.fidelity = _check_fidelity(fidelity)
@@ -511,6 +518,8 @@ class NasBench201Benchmark:
     def evaluate(self, arch: str) -> ArchEvaluation:
         start = time.perf_counter()
         objective = self.objective(arch)  # raises out_of_space first
+        if self.simulated_train_s:
+            time.sleep(self.simulated_train_s)
         return ArchEvaluation(
             objective=objective,
             test_objective=self.test_accuracy(arch),

@@ -9,10 +9,24 @@ Each :class:`~llmatic.llm.base.GenerationRequest` becomes one HTTP request; up t
 themselves). Transient failures (connection errors, timeouts, HTTP 408/429/500/502/503/504)
 are retried with exponential backoff and jitter; anything else fails at once.
 
+Constrained decoding (``structured_output``): a server cannot run our grammars, but vLLM,
+SGLang and ``llmatic.llm.serve`` sample under a regex sent with the request. Where a
+request's constraint has an exact regex (:func:`llmatic.llm.wire.regex_of`: the NB201 cell
+grammar has one), it is sent in the field the setting names:
+
+- ``vllm`` and ``llmatic``: ``"structured_outputs": {"regex": ...}`` (current vLLM; its
+  ``guided_*`` fields were removed in 0.12), which ``llmatic.llm.serve`` also reads;
+- ``vllm_legacy``: ``"guided_regex": ...`` (vLLM before 0.12);
+- ``sglang``: ``"regex": ...``;
+- ``none`` (default): nothing; the server samples free text.
+
+A constraint without an exact regex (the free-form network grammar, whose ``forward``
+repeats every layer declared: no regex of a useful size says that) is never sent as a wrong
+one: the request goes unconstrained, and one log line says so. The candidate's code is
+checked by the search either way.
+
 Limitations, by design:
 
-- ``request.constraint`` (constrained decoding) is ignored: a remote server cannot run our
-  grammar. The candidate's code is checked by the search either way.
 - ``endpoint="chat"`` cannot continue a prefill (the chat API has no portable way to make the
   model continue an assistant message), so a request with a non-empty ``prefill`` raises
   :class:`ValueError` there. The project's prompter uses the completion format with a prefill,
@@ -22,6 +36,7 @@ Limitations, by design:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -35,12 +50,17 @@ from http.client import HTTPException
 from typing import Any
 
 from llmatic.llm.base import CounterState, Generation, GenerationRequest, cut_at_stop
+from llmatic.llm.wire import regex_of
+
+log = logging.getLogger(__name__)
 
 #: HTTP statuses worth retrying: the server is busy, overloaded or restarting.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: The OpenAI API takes at most this many stop sequences per request.
 MAX_SERVER_STOPS = 4
 ENDPOINTS = ("completions", "chat")
+#: ``structured_output`` settings: how a constraint's regex goes to the server.
+STRUCTURED_OUTPUTS = ("none", "vllm", "vllm_legacy", "sglang", "llmatic")
 
 
 class LLMServerError(RuntimeError):
@@ -82,6 +102,9 @@ class OpenAICompatibleLLM(CounterState):
         seed: Sampling seed; the i-th request this instance sends gets ``seed + i``, so that
             runs repeat where the server honours seeds and no two samples share a seed.
             None sends no seed.
+        structured_output: Which server field carries a request's constraint as a regex:
+            ``none``, ``vllm``, ``vllm_legacy``, ``sglang`` or ``llmatic`` (see the
+            module docstring).
 
     Attributes:
         total_tokens: Tokens generated so far by this instance (all samples).
@@ -120,9 +143,15 @@ class OpenAICompatibleLLM(CounterState):
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         seed: int | None = 0,
+        structured_output: str = "none",
     ) -> None:
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {ENDPOINTS}, got {endpoint!r}")
+        if structured_output not in STRUCTURED_OUTPUTS:
+            raise ValueError(
+                f"structured_output must be one of {STRUCTURED_OUTPUTS} (the server kind), "
+                f"got {structured_output!r}"
+            )
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if max_new_tokens < 1 or max_concurrency < 1 or max_retries < 0:
@@ -149,6 +178,16 @@ class OpenAICompatibleLLM(CounterState):
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self.seed = seed
+        self.structured_output = structured_output
+        # Which constraint types were sent unconstrained (logged once each).
+        self._unsent: set[str] = set()
+        self._unsent_lock = threading.Lock()
+        if structured_output != "none":
+            log.info(
+                "llm: constraints with an exact regex go to the server as %s structured "
+                "output; others (the free-form grammar) go unconstrained",
+                structured_output,
+            )
         self._api_key = os.environ.get(api_key_env) if api_key_env else None
         # Jitter only spreads retries out; it needs no reproducibility.
         self._jitter = random.Random()
@@ -224,7 +263,31 @@ class OpenAICompatibleLLM(CounterState):
             payload["stop"] = list(self.stop[:MAX_SERVER_STOPS])
         if self.seed is not None:
             payload["seed"] = self.seed + index
+        if request.constraint is not None:
+            payload.update(self._structured(request.constraint))
         return payload
+
+    def _structured(self, constraint: object) -> dict[str, Any]:
+        """The request fields that carry ``constraint`` (none when it cannot be sent)."""
+        regex = regex_of(constraint) if self.structured_output != "none" else None
+        if regex is None:
+            kind = type(constraint).__name__
+            with self._unsent_lock:
+                first = kind not in self._unsent
+                self._unsent.add(kind)
+            if first:
+                why = (
+                    "llm.structured_output=none"
+                    if self.structured_output == "none"
+                    else "it has no exact regex"
+                )
+                log.info("%s constraints go to the server unconstrained: %s", kind, why)
+            return {}
+        if self.structured_output == "vllm_legacy":
+            return {"guided_regex": regex}
+        if self.structured_output == "sglang":
+            return {"regex": regex}
+        return {"structured_outputs": {"regex": regex}}  # vllm, llmatic
 
     def _sample(self, request: GenerationRequest, index: int) -> Generation:
         body = json.dumps(self._payload(request, index)).encode()

@@ -9,6 +9,14 @@ at it with ``llm=openai llm.base_url=http://127.0.0.1:8000/v1``.
 What it honours: ``prompt`` (a string or a list), ``messages`` (through the model's chat
 template), ``max_tokens``, ``temperature`` (0 means nearly greedy), ``stop`` (a string or
 a list) and ``n`` = 1. Sampling is seeded once per server (``--seed``), not per request.
+
+Constrained decoding: a regex in ``structured_outputs.regex`` (vLLM's field, what
+``llm.structured_output=llmatic`` or ``vllm`` sends), ``guided_regex`` (older vLLM) or
+``regex`` (SGLang) restricts every sample of the request to texts that match it in full,
+with the decoding of the in-process backend (:mod:`llmatic.llm.wire` reads it). Only the
+subset that llmatic writes is read: literal characters, escapes, groups and ``|``; any
+other regex, an EBNF grammar or another kind of structured output is a 400 that says so.
+
 Errors answer with OpenAI's ``{"error": {"message": ...}}``: 400 for a bad request, 500
 when generation fails.
 """
@@ -29,6 +37,7 @@ from typing import Any
 
 from llmatic.llm.base import Generation, GenerationRequest
 from llmatic.llm.transformers_backend import TransformersLLM
+from llmatic.llm.wire import RegexConstraint, RegexError, RegexLanguage, compile_regex
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,7 @@ class _Job:
     temperature: float
     max_tokens: int
     stop: tuple[str, ...]
+    regex: RegexLanguage | None = None  # every prompt's sample must match it in full
     future: Future = field(default_factory=Future)
 
 
@@ -86,7 +96,12 @@ class Batcher:
 
     def _run(self, jobs: Sequence[_Job], max_tokens: int, stop: tuple[str, ...]) -> None:
         requests = [
-            GenerationRequest(prompt=p, temperature=job.temperature)
+            GenerationRequest(
+                prompt=p,
+                temperature=job.temperature,
+                # One constraint per sample: it keeps the sample's own decoding state.
+                constraint=RegexConstraint(job.regex) if job.regex is not None else None,
+            )
             for job in jobs
             for p in job.prompts
         ]
@@ -169,6 +184,7 @@ def make_handler(batcher: Batcher, model_name: str, default_max_tokens: int):
                 temperature=temperature or GREEDY_TEMPERATURE,
                 max_tokens=max_tokens,
                 stop=stop,
+                regex=_structured_regex(body),
             )
 
         def _reply(self, status: int, payload: dict) -> None:
@@ -180,6 +196,61 @@ def make_handler(batcher: Batcher, model_name: str, default_max_tokens: int):
             self.wfile.write(data)
 
     return Handler
+
+
+#: Structured-output fields that take a regex: vLLM's, older vLLM's, SGLang's.
+_REGEX_FIELDS = ("structured_outputs.regex", "guided_regex", "regex")
+#: Other structured-output fields of those servers, which this one does not read.
+_OTHER_FIELDS = (
+    "guided_grammar",
+    "guided_json",
+    "guided_choice",
+    "ebnf",
+    "json_schema",
+    "structural_tag",
+)
+#: Kinds of constraint in vLLM's ``structured_outputs`` other than ``regex`` (its other
+#: keys are options, e.g. ``disable_fallback``, which need no constraint and are ignored).
+_OTHER_STRUCTURED = ("json", "grammar", "choice", "structural_tag", "json_object")
+
+
+def _structured_regex(body: dict) -> RegexLanguage | None:
+    """The compiled regex a request's structured-output field carries, if any.
+
+    Raises:
+        _BadRequest: Two fields, another kind of structured output, or a regex outside
+            the subset :func:`~llmatic.llm.wire.compile_regex` reads.
+    """
+    found: dict[str, Any] = {}
+    structured = body.get("structured_outputs")
+    if structured is not None:
+        if not isinstance(structured, dict):
+            raise _BadRequest('structured_outputs must be an object, e.g. {"regex": "..."}')
+        others = [k for k in _OTHER_STRUCTURED if structured.get(k) not in (None, False)]
+        if others:
+            raise _BadRequest(
+                f"structured_outputs.{others[0]} is not supported; this server takes "
+                "structured_outputs.regex only"
+            )
+        if structured.get("regex") is not None:
+            found["structured_outputs.regex"] = structured["regex"]
+    for name in _REGEX_FIELDS[1:]:
+        if body.get(name) is not None:
+            found[name] = body[name]
+    other = next((name for name in _OTHER_FIELDS if body.get(name) is not None), None)
+    if other is not None:
+        raise _BadRequest(f"{other} is not supported; this server takes a regex only")
+    if len(found) > 1:
+        raise _BadRequest(f"send one structured output, got {', '.join(found)}")
+    if not found:
+        return None
+    ((name, pattern),) = found.items()
+    if not isinstance(pattern, str):
+        raise _BadRequest(f"{name} must be a string")
+    try:
+        return compile_regex(pattern)
+    except RegexError as err:
+        raise _BadRequest(f"{name}: {err}") from None
 
 
 def _response(out: list[Generation], job: _Job, model_name: str, chat: bool) -> dict:

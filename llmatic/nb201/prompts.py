@@ -17,6 +17,7 @@ template, with the answer prefilled the same way, for instruct models).
 from __future__ import annotations
 
 import ast
+import functools
 import weakref
 from collections.abc import Callable, Container, MutableMapping, Sequence
 
@@ -181,6 +182,36 @@ class EdgeLinesConstraint:
             ops.append(options[0])
             changes += self.reference is not None and options[0] != self.reference[slot]
         return format_arch(dict(zip(EDGES, ops, strict=True)))
+
+    def to_regex(self) -> str:
+        """The grammar's language as a regex, for a server's structured output.
+
+        Exact for the hard limits (the allowed operations, ``min_changes`` and
+        ``max_changes``): a finite choice per edge, one branch per number of changes so
+        far. What steers (``avoid``, ``claims``) is left out: it is a preference among
+        valid texts that changes while a batch is sampled, not part of what is valid.
+        See :mod:`llmatic.llm.wire`.
+        """
+        from llmatic.llm.wire import alternation, escape
+
+        @functools.cache
+        def tail(slot: int, changes: int) -> str:
+            """The regex of edges ``slot``.. after ``changes`` changes (none: ``""``)."""
+            if slot == len(EDGES):
+                return ""
+            options = self._options(slot, changes, [], steer=False)
+            same = self.reference[slot] if self.reference is not None else None
+            branches = []
+            for ops, after in (
+                ([o for o in options if o == same], changes),
+                ([o for o in options if o != same], changes + (same is not None)),
+            ):
+                if ops:
+                    names = alternation([escape(o) for o in ops])
+                    branches.append(names + escape(self.fixed[slot]) + tail(slot + 1, after))
+            return alternation(branches)
+
+        return tail(0, 0)
 
     def has_new(self) -> bool:
         """Whether some completion of the grammar is not in ``avoid``."""

@@ -8,8 +8,9 @@ Each ``build_*`` takes the composed config (``conf/config.yaml``) and returns on
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hydra.errors import InstantiationException
@@ -41,6 +42,7 @@ from llmatic.sandbox import Sandbox
 from llmatic.search.fail_fast import DEFAULT_AFTER, FailFast
 from llmatic.search.scheduler import EvaluatedOnlyBanditScheduler, EvaluatedOnlyScheduler
 from llmatic.spaces import SearchSpace
+from llmatic.workers import LocalWorkers, Workers
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ _CIFAR_PRELOAD = (
     "llmatic.benchmarks._cifar_data",
     "llmatic.fast_training",
     "llmatic.measures",
+    "safetensors.torch",  # weight inheritance: a parent's trained weights, without pickle
 )
 
 
@@ -139,6 +142,7 @@ def build_llm(cfg: DictConfig, *, space: SearchSpace | None = None) -> LLMBacken
             timeout_s=cfg.llm.timeout_s,
             max_retries=cfg.llm.max_retries,
             seed=cfg.seed,
+            structured_output=cfg.llm.get("structured_output", "none"),
         )
     if cfg.llm.backend != "transformers":
         raise ConfigError(
@@ -176,9 +180,20 @@ def build_prompt_settings(cfg: DictConfig, llm: LLMBackend) -> PromptSettings:
     )
 
 
-def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:
-    """The benchmark that ``benchmark.name`` names."""
+def build_benchmark(
+    cfg: DictConfig,
+    sandbox: Sandbox,
+    *,
+    device: str | None = None,
+    weights_dir: str | Path | None = None,
+) -> Benchmark:
+    """The benchmark that ``benchmark.name`` names; ``device`` overrides ``benchmark.device``.
+
+    ``weights_dir``: where CIFAR keeps trained weights for inheritance
+    (``benchmark.inherit_weights``; :func:`weights_dir`).
+    """
     bench = cfg.benchmark
+    device = device or bench.get("device")
     if bench.name == "digits":
         return DigitsBenchmark(
             sandbox=sandbox,
@@ -189,7 +204,7 @@ def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:
             lr=bench.lr,
             weight_decay=bench.weight_decay,
             seed=bench.train_seed,
-            device=bench.device,
+            device=device,
         )
     if bench.name == "cifar":
         from llmatic.benchmarks.cifar import CifarBenchmark
@@ -199,7 +214,8 @@ def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:
             dataset=bench.dataset,
             train=OmegaConf.to_container(bench.train, resolve=True),
             seed=bench.train_seed,
-            device=bench.device,
+            device=device,
+            weights_dir=weights_dir,
         )
     if bench.name == "nasbench201":
         from llmatic.benchmarks.nasbench201 import NasBench201Benchmark, NasBench201Table
@@ -212,8 +228,69 @@ def build_benchmark(cfg: DictConfig, sandbox: Sandbox) -> Benchmark:
             table=table,
             dataset=bench.dataset,
             fidelity=str(bench.fidelity),
+            simulated_train_s=float(bench.get("simulated_train_s", 0.0)),
         )
     raise AssertionError(bench.name)  # validate_config checked the name
+
+
+def weights_dir(cfg: DictConfig, run_dir: str | Path) -> Path | None:
+    """``RUN_DIR/weights`` when ``benchmark.inherit_weights`` is on, else None."""
+    return Path(run_dir) / "weights" if cfg.benchmark.get("inherit_weights", False) else None
+
+
+@contextlib.contextmanager
+def build_workers(
+    cfg: DictConfig, space: SearchSpace, *, weights: str | Path | None = None
+) -> Iterator[Workers]:
+    """The workers that identify and score candidates (``evaluator``), closed on exit.
+
+    ``evaluator=local``: one sandbox on this machine (its zygote loads the benchmark's
+    data once) and a benchmark per worker, on ``evaluator.devices[i]`` cycled.
+    ``evaluator=ray``: one Ray actor per worker, each building its own sandbox and
+    benchmark from this config (:mod:`llmatic.workers.ray_pool`). ``weights``: the
+    benchmark's folder of trained weights (:func:`weights_dir`); Ray workers on other
+    machines need it on a shared file system.
+
+    Raises:
+        ConfigError: Ray cannot start, or a worker cannot build its parts.
+    """
+    from llmatic.run.config import evaluator_settings, sandbox_limits  # config imports us
+
+    settings = evaluator_settings(cfg)
+    count, devices = settings["workers"], settings.get("devices") or [None]
+    worker_devices = [devices[i % len(devices)] for i in range(count)]
+    if settings["name"] == "ray":
+        from llmatic.workers.ray_pool import RayWorkers, WorkerFactory
+
+        config = OmegaConf.to_container(cfg, resolve=True)
+        workers = RayWorkers(
+            factories=[
+                WorkerFactory(config, device, None if weights is None else str(weights))
+                for device in worker_devices
+            ],
+            address=settings.get("address"),
+            num_cpus=float(settings.get("num_cpus", 1)),
+            num_gpus=float(settings.get("num_gpus", 0)),
+            init_kwargs=settings.get("init_kwargs") or None,
+        )
+        try:
+            yield workers
+        finally:
+            workers.close()
+        return
+    preload, setup = benchmark_sandbox(cfg)
+    with Sandbox(
+        limits=sandbox_limits(cfg), preload=(*space.sandbox_preload, *preload), setup=setup
+    ) as sandbox:
+        benchmarks = [
+            build_benchmark(cfg, sandbox, device=device, weights_dir=weights)
+            for device in worker_devices
+        ]
+        workers = LocalWorkers(space=space, sandbox=sandbox, benchmarks=benchmarks)
+        try:
+            yield workers
+        finally:
+            workers.close()
 
 
 def build_fail_fast(cfg: DictConfig) -> FailFast | None:

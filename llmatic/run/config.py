@@ -79,10 +79,41 @@ def llm_prices(cfg: DictConfig) -> tuple[float, float]:
     return prices[0], prices[1]
 
 
+#: Where candidates are evaluated (``evaluator=NAME``; :mod:`llmatic.workers`).
+EVALUATORS = ("local", "ray")
+
+
+def evaluator_settings(cfg: DictConfig) -> dict:
+    """The ``evaluator`` group, checked; a run from before it existed gets one local worker.
+
+    Raises:
+        ConfigError: An unknown evaluator, a worker count below 1, an empty device list.
+    """
+    settings = OmegaConf.select(cfg, "evaluator", default=None)
+    settings = {"name": "local", "workers": 1} | (
+        OmegaConf.to_container(settings, resolve=True) if settings is not None else {}
+    )
+    if settings["name"] not in EVALUATORS:
+        raise ConfigError(
+            f"evaluator={settings['name']!r} is unknown; use one of {list(EVALUATORS)}"
+        )
+    workers = settings["workers"]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"evaluator.workers must be an integer >= 1, got {workers!r}")
+    devices = settings.get("devices")
+    if devices is not None and (not isinstance(devices, list) or not devices):
+        raise ConfigError(
+            f"evaluator.devices must be a list of devices (e.g. [cuda:0, cuda:1]) or null, "
+            f"got {devices!r}"
+        )
+    return settings
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Checks what would otherwise fail late; raises ConfigError with one clear line."""
     sandbox_limits(cfg)
     llm_prices(cfg)
+    evaluator = evaluator_settings(cfg)
     search = cfg.search
     if search.name not in SEARCHES:
         raise ConfigError(f"search={search.name!r} is unknown; use one of {list(SEARCHES)}")
@@ -134,6 +165,13 @@ def validate_config(cfg: DictConfig) -> None:
             f"search.feedback_elites needs a space whose prompts show examples; {space.name} "
             "does not (use space=nb201, or search.feedback_elites=0)"
         )
+    if cfg.benchmark.get("inherit_weights", False) and not (
+        space.evaluates_code and cfg.benchmark.name == "cifar"
+    ):
+        raise ConfigError(
+            "benchmark.inherit_weights needs networks trained from their own code on CIFAR "
+            "(+exp=cifar10 or cifar100, space=freeform)"
+        )
     if space.evaluates_code and cfg.benchmark.name not in TRAINING_BENCHMARKS:
         raise ConfigError(
             f"space={space.name} trains each candidate's own code: use benchmark=digits or "
@@ -148,6 +186,8 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(str(err)) from None
     # Device requests fail here, not after minutes of setup (or inside a sandboxed child).
     devices = [("benchmark.device", cfg.benchmark.get("device"))]
+    if evaluator["name"] == "local":  # a Ray worker's devices are its node's
+        devices += [("evaluator.devices", device) for device in evaluator.get("devices") or []]
     if search.name == "llmatic" and cfg.llm.backend == "transformers":
         devices.append(("llm.device", cfg.llm.device))
         from llmatic.llm.transformers_backend import resolve_dtype
@@ -194,6 +234,8 @@ def check_llmatic_search(search: DictConfig) -> None:
     feedback = search.get("feedback_elites", 0)
     if not isinstance(feedback, int) or feedback < 0:
         raise ConfigError(f"search.feedback_elites must be an integer >= 0, got {feedback!r}")
+    if not isinstance(search.get("overlap", False), bool):
+        raise ConfigError(f"search.overlap must be true or false, got {search.overlap!r}")
     scheduler = search.get("scheduler", "fixed")
     if scheduler not in ("fixed", "bandit"):
         raise ConfigError(f"search.scheduler must be fixed or bandit, got {scheduler!r}")
@@ -215,6 +257,7 @@ def check_llmatic_search(search: DictConfig) -> None:
 RESUME_MAY_CHANGE = (
     "output",
     "sandbox",
+    "evaluator",  # results do not depend on where or on how many workers they ran
     "fail_fast",
     "benchmark.table",
     "llm.cache_dir",

@@ -26,18 +26,18 @@ from llmatic.checkpoint import CHECKPOINT_FILE, Checkpointer, Search, SearchStat
 from llmatic.checkpoint import load as load_checkpoint
 from llmatic.checkpoint import read_header as read_checkpoint_header
 from llmatic.checkpoint import restore as restore_checkpoint
+from llmatic.errors import ConfigError
 from llmatic.evaluation import Evaluator
 from llmatic.llm.base import LLMBackend
 from llmatic.recording import RunRecorder, summarize, summarize_cost, summarize_operators
 from llmatic.run.build import (
-    benchmark_sandbox,
-    build_benchmark,
     build_fail_fast,
     build_phases,
     build_space,
+    build_workers,
+    weights_dir,
 )
-from llmatic.run.config import llm_prices, sandbox_limits, validate_config
-from llmatic.sandbox import Sandbox
+from llmatic.run.config import llm_prices, validate_config
 from llmatic.search.loop import IterationStats, run_search
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,13 @@ def run_experiment(
             return json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         state = load_checkpoint(checkpoint_path)
     validate_config(cfg)
+    candidates_file = run_dir / "candidates.jsonl"
+    if state is None and candidates_file.is_file() and candidates_file.stat().st_size > 0:
+        # Its files would be appended to: refuse rather than mix two runs (or delete one).
+        raise ConfigError(
+            f"{run_dir} holds a run already: resume={run_dir} continues it (when it has a "
+            "checkpoint), or choose another directory (hydra.run.dir=...)"
+        )
     start = time.perf_counter() - (state.run_seconds if state else 0.0)
     recorder = RunRecorder(run_dir)
     if state is None:
@@ -87,7 +94,6 @@ def run_experiment(
         checkpoint_path.unlink(missing_ok=True)  # a stale one from an earlier run here
     store = CandidateStore(path=recorder.run_dir / "candidates.jsonl")
     search, bench = cfg.search, cfg.benchmark
-    limits = sandbox_limits(cfg)
     if state is not None:
         network_archive = state.network_archive
     else:
@@ -98,9 +104,11 @@ def run_experiment(
             seed=cfg.seed,
         )
     space = build_space(cfg)
-    preload, setup = benchmark_sandbox(cfg)
-    with Sandbox(limits=limits, preload=(*space.sandbox_preload, *preload), setup=setup) as sandbox:
-        evaluator = Evaluator(space=space, sandbox=sandbox, benchmark=build_benchmark(cfg, sandbox))
+    weights = weights_dir(cfg, recorder.run_dir)
+    if weights is not None:
+        log.info("weight inheritance: on (children start from their parent's in %s)", weights)
+    with build_workers(cfg, space, weights=weights) as workers:
+        evaluator = Evaluator(space=space, workers=workers, inherit_weights=weights is not None)
         phases, prompt_archive, llm = build_phases(
             cfg, network_archive=network_archive, store=store, evaluator=evaluator, llm=llm
         )
@@ -151,8 +159,11 @@ def run_experiment(
                 start_iteration=state.iteration if state else 0,
                 elapsed_seconds=state.metrics[-1].seconds if state and state.metrics else 0.0,
                 fail_fast=build_fail_fast(cfg),
+                overlap=bool(search.get("overlap", False)),
+                drain_every=cfg.output.checkpoint_every,
             )
         finally:
+            evaluator.close(wait=iterations is not None)
             # Whatever happened, keep what was finished.
             store.flush()
             if iterations is not None:
@@ -191,6 +202,7 @@ def run_experiment(
                 price_per_million_output=price_out,
             )
             summary["operators"] = summarize_operators(store)
+            summary["inherit_weights"] = weights is not None
             bandits = [s for _, s, _ in phases if hasattr(s, "selection_report")]
             if bandits:  # what UCB1 chose, and how often each choice paid off
                 summary["bandit"] = bandits[0].selection_report()

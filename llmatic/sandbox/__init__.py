@@ -8,6 +8,7 @@ confined, and :mod:`llmatic.sandbox.static_check` for the check that generated c
 passes before it runs.
 """
 
+from llmatic.sandbox._child import attached
 from llmatic.sandbox._sandbox import Sandbox
 from llmatic.sandbox._types import (
     SandboxIsolation,
@@ -23,6 +24,7 @@ __all__ = [
     "SandboxLimits",
     "SandboxResult",
     "SandboxSetupError",
+    "attached",
     "check_code",
     "ensure_allowed",
 ]

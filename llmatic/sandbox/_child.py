@@ -7,6 +7,10 @@ child is confined (:mod:`llmatic.sandbox._confine`: ``nobody``, its own user and
 namespaces, Landlock), as far as the zygote's probe found the platform allows. Targets
 that execute generated network code run the static check first
 (:func:`llmatic.network_code.instantiate`).
+
+The call's attached files (``Sandbox.run(files=...)``) are the one way a child reaches
+files outside its working directory: descriptors the parent opened, which survive the
+closing of the zygote's descriptors and which the target gets with :func:`attached`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import select
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from llmatic.errors import FAILURE_KINDS, CandidateError
@@ -33,12 +37,34 @@ SETUP_FAILED = 70
 #: Where all calls' children run as ``nobody`` without user namespaces, they share one
 #: ``RLIMIT_NPROC`` count: the automatic limit leaves room for this many calls at once.
 _NOBODY_CALLS = 4
+#: The files attached to this call: name -> descriptor (empty outside a sandboxed call).
+_ATTACHED: dict[str, int] = {}
+
+
+def attached(name: str) -> int:
+    """The descriptor of the file attached to this call as ``name`` (``Sandbox.run(files=...)``).
+
+    Call it in a target (trusted code running in the sandboxed child). The descriptor is
+    read-only for an ``"r"`` file and write-only for a ``"w"`` one, positioned at the
+    start, and stays open until the child exits: wrap it with
+    ``open(fd, "rb", closefd=False)`` (``"wb"`` for a ``"w"`` file) to get a file object.
+
+    Raises:
+        LookupError: No file of that name is attached (or this is not a sandboxed call).
+    """
+    try:
+        return _ATTACHED[name]
+    except KeyError:
+        known = ", ".join(sorted(_ATTACHED)) or "none"
+        message = f"no file {name!r} is attached to this call (attached: {known})"
+        raise LookupError(message) from None
 
 
 def main(
     request: dict[str, Any],
     *,
     result_fd: int,
+    files: Mapping[str, int],
     close_fds: Sequence[int],
     workdir: str,
     lifeline_fd: int,
@@ -49,6 +75,8 @@ def main(
         request: ``{"target": ..., "payload": ..., "limits": ...}`` from the parent, and
             ``"plan"``, the zygote's confinement plan (``None``: not confined).
         result_fd: Write end of the result pipe; the envelope goes there.
+        files: The call's attached files, name -> descriptor (opened by the parent);
+            left open for :func:`attached`.
         close_fds: The zygote's descriptors (control socket, wake-up pipe, status
             sockets), closed before untrusted code can get at them.
         workdir: The fresh empty directory the zygote made for this call.
@@ -66,6 +94,11 @@ def main(
             workdir=workdir,
             lifeline_fd=lifeline_fd,
         )
+        for fd in files.values():
+            # They came through a socket without close-on-exec: a program the target
+            # runs must not inherit them.
+            os.set_inheritable(fd, False)
+        _ATTACHED.update(files)
         envelope = _call(request["target"], request["payload"], limits)
         _send(result_fd, envelope, cap=limits["max_output_bytes"])
         code = 0
@@ -85,10 +118,10 @@ def _isolate(
 ) -> None:
     """Applies the limits, leaves the zygote's session, cuts all channels, confines itself.
 
-    Only the result pipe stays open. The order matters: the cgroups are joined first
-    (while still privileged, before anything forks), namespaces need a single-threaded
-    process (so torch's threads come after them), and a change of user clears the
-    parent-death signal (so it is armed after).
+    Only the result pipe and the attached files stay open. The order matters: the
+    cgroups are joined first (while still privileged, before anything forks), namespaces
+    need a single-threaded process (so torch's threads come after them), and a change of
+    user clears the parent-death signal (so it is armed after).
     """
     _set_rlimits(limits)
     _cgroup.join(cgroups)

@@ -3,14 +3,19 @@
 Channels of one call (the parent creates them, hands the child's ends to the zygote):
 
 * control (parent <-> zygote, ``SOCK_SEQPACKET``, one per zygote): each message is one
-  byte plus two file descriptors, the result pipe's write end and the zygote's end of
-  the status socket. The zygote answers ``ready`` or ``error`` on it once at start-up.
+  byte plus two to ``2 + MAX_FILES`` file descriptors: the result pipe's write end, the
+  zygote's end of the status socket, then the call's attached files
+  (``Sandbox.run(files=...)``), in the order of the request's ``"files"`` names. The
+  zygote answers ``ready`` or ``error`` on it once at start-up.
 * status socket (parent <-> zygote, per call): the parent sends the request as one
   length-prefixed JSON object; the zygote answers newline-separated JSON objects,
   ``{"pid": ...}`` after the fork and ``{"exit": {...}}`` after reaping the child.
   The child closes its copy before running anything, so the status is trusted.
 * result pipe (child -> parent, per call): the child's JSON envelope. Untrusted: the
   parent reads at most the cap and parses it with :func:`json.loads`, never unpickles.
+* attached files (per call, optional): regular files the parent opened itself, read-only
+  or write-only; the child reads or writes them through the descriptors and never learns
+  more of the filesystem. What a child wrote is untrusted, like its envelope.
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ ENV_SECRET_MARKERS: tuple[str, ...] = (
 )
 
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+#: What the name of an attached file looks like.
+FILE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
+#: Most files one call may have attached.
+MAX_FILES = 4
 _LENGTH = struct.Struct("!Q")
 #: One-line messages are cut to this many characters.
 MESSAGE_CHARS = 300
@@ -87,6 +96,17 @@ def parse_target(target: str) -> tuple[str, str]:
         raise ValueError(f"target must look like 'package.module:function', got {target!r}")
     module, function = target.split(":")
     return module, function
+
+
+def check_file_name(name: object) -> str:
+    """``name``, if it can name an attached file (:data:`FILE_NAME`).
+
+    Raises:
+        ValueError: It cannot.
+    """
+    if not isinstance(name, str) or not FILE_NAME.fullmatch(name):
+        raise ValueError(f"an attached file's name must match {FILE_NAME.pattern!r}, got {name!r}")
+    return name
 
 
 def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:

@@ -9,6 +9,7 @@ with a size cap, and the exit status comes from the trusted zygote.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -16,18 +17,26 @@ import os
 import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from types import TracebackType
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from llmatic.errors import FAILURE_KINDS
 from llmatic.sandbox._cgroup import kill_and_remove
-from llmatic.sandbox._protocol import one_line, parse_target, scrub_env, send_frame
+from llmatic.sandbox._protocol import (
+    MAX_FILES,
+    check_file_name,
+    one_line,
+    parse_target,
+    scrub_env,
+    send_frame,
+)
 from llmatic.sandbox._types import SandboxIsolation, SandboxLimits, SandboxResult, SandboxSetupError
 
 _LOG = logging.getLogger("llmatic.sandbox")
@@ -48,6 +57,14 @@ _Outcome = tuple[str | None, dict | None, str | None]
 #: Limit on a control-socket send, in seconds; a zygote that does not take a request
 #: in that time is treated as dead.
 _SEND_TIMEOUT_S = 10.0
+#: What :meth:`Sandbox.run` may attach: name -> (path, ``"r"`` or ``"w"``).
+FileMap = Mapping[str, tuple[str | os.PathLike[str], str]]
+#: ``run``'s default: no files (immutable, so one object can serve every call).
+_NO_FILES: FileMap = MappingProxyType({})
+# O_NONBLOCK only so that a FIFO cannot block the open; it is cleared once the file is
+# known to be a regular one.
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 class _Server:
@@ -245,6 +262,7 @@ class Sandbox:
         payload: dict,
         *,
         check: Callable[[dict], dict] | None = None,
+        files: FileMap = _NO_FILES,
     ) -> SandboxResult:
         """Calls ``target(payload)`` in a fresh child and returns what happened.
 
@@ -255,6 +273,15 @@ class Sandbox:
         can write an envelope of its own. JSON gives exact built-in types; ``check``
         then holds the value to what the target can return.
 
+        ``files`` attaches up to four regular files to the call (a parent's trained
+        weights to read, a file for the child's own, say): this process opens each path
+        itself and hands the child only the descriptor, which the target gets with
+        :func:`llmatic.sandbox.attached`. The child can read an ``"r"`` file and write a
+        ``"w"`` one (at most ``limits.max_file_mb``: ``RLIMIT_FSIZE`` holds), and nothing
+        else of the filesystem becomes visible or writable. What a child wrote is as
+        untrusted as its result: load it only in another sandboxed call, never unpickle it
+        here. A ``"w"`` file holds whatever the child wrote even when the call fails.
+
         Args:
             target: ``"package.module:function"``, a function of trusted code that takes
                 the payload and returns a JSON-serialisable dict.
@@ -263,25 +290,48 @@ class Sandbox:
                 it rebuilt from parsed parts (exact types, bounded sizes, known keys), or
                 raises if the target could not have returned it. Anything it raises
                 becomes a ``bad_result`` failure; ``None`` accepts any JSON object.
+            files: Files of the call: name (``[a-z_][a-z0-9_]{0,31}``) -> ``(path,
+                mode)``. Mode ``"r"`` opens an existing regular file read-only; ``"w"``
+                creates or truncates one, write-only, with mode 0o600 (a symbolic link
+                as the last component is refused). Every ``"r"`` file is opened before
+                any ``"w"`` file is touched, and nothing starts unless all open.
 
         Returns:
             The outcome; ``seconds`` is the wall time of the whole call.
 
         Raises:
-            ValueError: ``target`` is malformed or ``payload`` is not JSON-serialisable.
+            ValueError: ``target`` is malformed, ``payload`` is not JSON-serialisable, or
+                ``files`` is malformed: a bad name or mode, more than four files, a path
+                that is not a regular file, a ``"w"`` path that is one of the other files.
+            FileNotFoundError: An ``"r"`` file, or a ``"w"`` file's directory, is missing.
+            OSError: Another error opening a file (permissions, say).
             RuntimeError: The sandbox is closed.
         """
         parse_target(target)
+        entries = _file_entries(files)
         try:
             request = json.dumps(
-                {"target": target, "payload": payload, "limits": self._limits.to_request()}
+                {
+                    "target": target,
+                    "payload": payload,
+                    "limits": self._limits.to_request(),
+                    "files": [name for name, _, _ in entries],
+                }
             ).encode()
         except (TypeError, ValueError) as err:
             raise ValueError(f"payload is not JSON-serialisable: {err}") from None
         start = time.monotonic()
-        # A zygote found dead before the child was forked is replaced and the call retried
-        # once: the call never started, so nobody can tell.
-        outcome = self._attempt(request, start) or self._attempt(request, start)
+        fds = _open_files(entries)
+        try:
+            # A zygote found dead before the child was forked is replaced and the call
+            # retried once: the call never started, so nobody can tell (and no child has
+            # used the files yet).
+            outcome = self._attempt(request, start, fds) or self._attempt(request, start, fds)
+        finally:
+            # The zygote's copies went to the child (or died with a dead zygote); ours are
+            # needed only for a retry.
+            for fd in fds:
+                os.close(fd)
         kind, value, error = outcome or ("crashed", None, "could not reach the sandbox server")
         if kind is None and check is not None:
             kind, value, error = _checked(value, check)
@@ -340,8 +390,11 @@ class Sandbox:
         self._server = None
         server.stop()
 
-    def _attempt(self, request: bytes, start: float) -> _Outcome | None:
-        """One try at a call; ``None`` if the zygote died before forking the child."""
+    def _attempt(self, request: bytes, start: float, files: Sequence[int]) -> _Outcome | None:
+        """One try at a call; ``None`` if the zygote died before forking the child.
+
+        ``files`` are the attached files' descriptors, in the order of the request's names.
+        """
         result_r, result_w = os.pipe()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         reader = _Reader(mine, result_r, cap=self._limits.max_output_bytes)
@@ -350,7 +403,7 @@ class Sandbox:
                 try:
                     server = self._ensure_server()
                     try:
-                        socket.send_fds(server.control, [b"r"], [result_w, theirs.fileno()])
+                        socket.send_fds(server.control, [b"r"], [result_w, theirs.fileno(), *files])
                     except OSError:
                         self._discard(server)
                         return None
@@ -481,6 +534,84 @@ class _Reader:
                 self.server_error = f"could not start the child: {message['error']}"
 
 
+def _file_entries(files: FileMap) -> list[tuple[str, str, str]]:
+    """``files`` checked, as ``(name, path, mode)``, the ``"r"`` files first.
+
+    Raises:
+        ValueError: A bad name, mode or entry, or more than :data:`MAX_FILES` files.
+    """
+    if not isinstance(files, Mapping):
+        raise ValueError(f"files must be a mapping of name to (path, mode), got {files!r}")
+    if len(files) > MAX_FILES:
+        raise ValueError(f"at most {MAX_FILES} files may be attached to a call, got {len(files)}")
+    entries = []
+    for name, spec in files.items():
+        check_file_name(name)
+        try:
+            path, mode = spec
+            path = os.fspath(path)
+        except (TypeError, ValueError):
+            raise ValueError(f"files[{name!r}] must be (path, mode), got {spec!r}") from None
+        if mode not in ("r", "w"):
+            raise ValueError(f"files[{name!r}]: mode must be 'r' or 'w', got {mode!r}")
+        entries.append((name, os.path.abspath(path), mode))
+    # Stable: "r" files first, so a missing one leaves every "w" file untouched.
+    entries.sort(key=lambda entry: entry[2] != "r")
+    return entries
+
+
+def _open_files(entries: list[tuple[str, str, str]]) -> list[int]:
+    """Opens the checked ``entries``; their descriptors, in order. All or none stay open.
+
+    Raises:
+        FileNotFoundError: An ``"r"`` file or a ``"w"`` file's directory is missing.
+        ValueError: A path is not a regular file, or a ``"w"`` path is an earlier file.
+        OSError: Any other error of ``open``.
+    """
+    fds: list[int] = []
+    seen: set[tuple[int, int]] = set()
+    try:
+        for name, path, mode in entries:
+            if mode == "w":
+                with contextlib.suppress(OSError):
+                    info = os.stat(path)
+                    if (info.st_dev, info.st_ino) in seen:
+                        # Truncating it would destroy what the child is to read.
+                        raise ValueError(
+                            f"files[{name!r}]: {path} is also attached as another file"
+                        )
+            fd = _open_file(name, path, mode)
+            fds.append(fd)
+            info = os.fstat(fd)
+            seen.add((info.st_dev, info.st_ino))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def _open_file(name: str, path: str, mode: str) -> int:
+    """One attached file, opened as ``mode`` asks: a blocking descriptor of a regular file."""
+    flags = _READ_FLAGS if mode == "r" else _WRITE_FLAGS
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        missing = "no such file" if mode == "r" else "its directory does not exist"
+        message = f"cannot attach files[{name!r}] (mode {mode!r}): {missing}"
+        raise FileNotFoundError(errno.ENOENT, message, path) from None
+    try:
+        # A directory's descriptor would let the child open what lies beneath it, a
+        # device's would give it the device.
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"files[{name!r}]: {path} is not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _judge(reader: _Reader, limits: SandboxLimits) -> _Outcome:
     """Turns what the reader collected into ``(error_kind, value, error)``."""
     if reader.exit is None:
@@ -490,7 +621,9 @@ def _judge(reader: _Reader, limits: SandboxLimits) -> _Outcome:
         if reader.pid is not None:
             _kill_group(reader.pid)
         kill_and_remove(reader.cgroups)
-        return "crashed", None, reader.server_error
+        # Not the candidate's doing (its child cannot reach the zygote): the worker was
+        # lost, and the call may be retried on the zygote that replaces it.
+        return "worker_lost", None, reader.server_error
     report = reader.exit
     status = int(report["status"])
     if report.get("shutdown"):

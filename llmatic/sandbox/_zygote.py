@@ -7,8 +7,10 @@ modules, probes in a throwaway child which confinement steps the platform allows
 message and to every child with its request), freezes the garbage collector (children
 then do not dirty the shared pages), and serves calls in a single-threaded ``poll`` loop:
 
-* a control message brings two descriptors; the request is read from the status socket
-  and the zygote forks; the child runs :func:`llmatic.sandbox._child.main`;
+* a control message brings two descriptors (and the call's attached files); the request
+  is read from the status socket and the zygote forks; the child runs
+  :func:`llmatic.sandbox._child.main`; the zygote closes its copies of the call's
+  descriptors right after the fork, so no later child inherits them;
 * ``SIGCHLD`` (through a wake-up pipe) makes it reap: it kills the child's whole process
   group while the child is still a zombie (so its pgid cannot have been reused), reaps
   it with ``wait4`` for its CPU time, removes the call's directory and reports the exit;
@@ -40,7 +42,7 @@ from typing import Any
 from llmatic.sandbox import _child, _confine
 from llmatic.sandbox._cgroup import CgroupRoot
 from llmatic.sandbox._cleanup import remove_tree
-from llmatic.sandbox._protocol import one_line, recv_frame
+from llmatic.sandbox._protocol import MAX_FILES, check_file_name, one_line, recv_frame
 from llmatic.sandbox._syscalls import CLONE_NEWPID, PR_SET_CHILD_SUBREAPER, prctl, setns, unshare
 
 _MIB = 1024 * 1024
@@ -255,28 +257,38 @@ class _Zygote:
     def _on_control(self) -> bool:
         """Starts the call a control message announces; False once the parent is gone."""
         try:
-            message, fds, _, _ = socket.recv_fds(self._control, 16, 2)
+            message, fds, _, _ = socket.recv_fds(self._control, 16, 2 + MAX_FILES)
         except OSError:
             return False
         if not message:
             return False
-        if len(fds) != 2:
-            for fd in fds:
-                os.close(fd)
+        if len(fds) < 2:
+            _close_all(fds)
             return True
-        result_fd, status_fd = fds
+        result_fd, status_fd, *file_fds = fds
         status = socket.socket(fileno=status_fd)
         try:
             status.settimeout(_REQUEST_TIMEOUT_S)
             request = json.loads(recv_frame(status))
-        except (OSError, ValueError):
-            os.close(result_fd)
+            names = [check_file_name(name) for name in request.get("files", [])]
+            if len(names) != len(file_fds) or len(set(names)) != len(names):
+                raise ValueError(f"{len(file_fds)} files came for the names {names}")
+        except (OSError, ValueError) as err:
+            _close_all([result_fd, *file_fds])
+            self._tell(status, {"error": one_line(f"a malformed request: {err}")})
             status.close()
             return True
-        self._fork(request, result_fd, status)
+        self._fork(request, result_fd, status, dict(zip(names, file_fds, strict=True)))
         return True
 
-    def _fork(self, request: dict[str, Any], result_fd: int, status: socket.socket) -> None:
+    def _fork(
+        self,
+        request: dict[str, Any],
+        result_fd: int,
+        status: socket.socket,
+        files: dict[str, int],
+    ) -> None:
+        """Forks the call's child; closes the zygote's copies of ``result_fd`` and ``files``."""
         limits = request["limits"]
         confined = bool(limits.get("confine", True))
         request["plan"] = self._plan if confined else None
@@ -302,7 +314,7 @@ class _Zygote:
             if pid_namespace is not None:
                 with contextlib.suppress(OSError):
                     pid_namespace.leave()
-            os.close(result_fd)
+            _close_all([result_fd, *files.values()])
             self._release(workdir, cgroups)
             self._tell(status, {"error": one_line(f"could not start the call: {err}")})
             status.close()
@@ -319,13 +331,15 @@ class _Zygote:
             _child.main(
                 request,
                 result_fd=result_fd,
+                files=files,
                 close_fds=keep_out,
                 workdir=workdir,
                 lifeline_fd=self._lifeline_r,
             )
         if pid_namespace is not None:
             pid_namespace.leave()
-        os.close(result_fd)
+        # The child has its own copies; a later child must not inherit ours.
+        _close_all([result_fd, *files.values()])
         deadline = time.monotonic() + float(limits["wall_time_s"])
         self._calls[pid] = _Call(
             status=status, deadline=deadline, workdir=workdir, name=name, cgroups=cgroups
@@ -447,6 +461,13 @@ def _children_of(pid: int) -> list[int]:
                 if int(fields[1]) == pid:
                     children.append(int(name))
     return children
+
+
+def _close_all(fds: list[int]) -> None:
+    """Closes each of ``fds`` once; never raises (the loop must go on)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _kill_group(pid: int) -> None:

@@ -6,6 +6,12 @@ main phase:  repeat until the budget is spent:
     evaluator.evaluate(candidates)     # sandboxed code -> arch -> benchmark (deduplicated)
     scheduler.tell(...)                # network archive; emitters credit curiosity
     fail_fast.check(...)               # stop a broken setup early (llmatic.search.fail_fast)
+
+With ``overlap`` (``search.overlap``), the LLM writes batch i+1 while batch i is scored:
+batch i is identified and charged, its scoring starts in the background, the emitters ask
+on the archive as it was (without batch i), and batch i is told once scored. Every
+``drain_every``-th iteration asks nothing ahead, so that the search's state is whole there
+(checkpoints are taken at those iterations only).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from ribs.schedulers import Scheduler
 from llmatic.archives import NETWORK_MEASURES
 from llmatic.candidate import Candidate, CandidateStore
 from llmatic.search.fail_fast import FailFast
+from llmatic.search.scheduler import ask_ahead, tell_behind
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,7 @@ class IterationStats:
     coverage: float  # share of network-archive cells filled
     prompt_cells: int  # filled cells of the prompt archive
     seconds: float  # wall time since the search started
+    in_flight: int = 0  # candidates asked ahead, not told yet (search.overlap)
 
 
 def tell_fields(candidates: Sequence[Candidate]) -> dict[str, np.ndarray]:
@@ -81,6 +89,8 @@ def run_search(
     start_iteration: int = 0,
     elapsed_seconds: float = 0.0,
     fail_fast: FailFast | None = None,
+    overlap: bool = False,
+    drain_every: int = 1,
 ) -> int:
     """Runs the phases in order until the budget or the candidate cap is reached.
 
@@ -97,6 +107,10 @@ def run_search(
         elapsed_seconds: Search time already spent (when resuming), for the statistics.
         fail_fast: Checks every finished iteration (after ``on_iteration`` has recorded
             it) and stops a search whose setup is broken.
+        overlap: Ask the next batch while this one is scored (not in the ``init`` phase,
+            whose children need the seed told first).
+        drain_every: With ``overlap``, iterations whose number is a multiple of it ask
+            nothing ahead (their stats have ``in_flight`` 0: a checkpoint may be taken).
 
     Returns:
         The number of iterations run in total.
@@ -107,9 +121,15 @@ def run_search(
     start = time.perf_counter() - elapsed_seconds
     iteration = start_iteration
     for phase, scheduler, done in phases:
-        while not done() and evaluator.evaluations < budget and len(store) < max_candidates:
+        ahead = overlap and phase != "init"
+        next_ids = None  # a batch asked while the last one was scored
+
+        def more(done: Callable[[], bool] = done) -> bool:
+            return not done() and evaluator.evaluations < budget and len(store) < max_candidates
+
+        while next_ids is not None or more():
             iteration += 1
-            ids = scheduler.ask()
+            ids = scheduler.ask() if next_ids is None else next_ids
             if len(ids) == 0:
                 raise RuntimeError(
                     f"the {phase} phase proposed no candidates: the network archive is empty "
@@ -118,10 +138,18 @@ def run_search(
             candidates = [store[i] for i in ids]
             for candidate in candidates:
                 candidate.iteration = iteration
-            evaluator.evaluate(candidates, budget=budget)
-            scheduler.tell(**tell_fields(candidates))
+            batch = evaluator.submit(candidates, budget=budget, background=ahead)
+            next_ids, behind = None, None
+            if ahead and iteration % drain_every != 0 and more():
+                next_ids, behind = ask_ahead(scheduler)  # the LLM works while batch trains
+            evaluator.collect(batch)
+            if behind is None:
+                scheduler.tell(**tell_fields(candidates))
+            else:
+                tell_behind(scheduler, behind, **tell_fields(candidates))
             store.flush()
             stats = _stats(iteration, phase, store, scheduler, prompt_archive, evaluator, start)
+            stats.in_flight = 0 if next_ids is None else len(next_ids)
             log.info(status_line(stats, budget))
             on_iteration(stats)
             if fail_fast is not None:

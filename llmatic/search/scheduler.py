@@ -8,6 +8,8 @@ operator that improves the archive.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from ribs.archives import ArchiveBase
 from ribs.schedulers import BanditScheduler, Scheduler
@@ -108,3 +110,50 @@ class EvaluatedOnlyBanditScheduler(BanditScheduler):
                 add_info={name: arr[pos:end] for name, arr in add_info.items()},
             )
             pos = end
+
+
+# ------------------------------------------------------------------------ asking ahead
+#: What pyribs' schedulers keep between an ``ask`` and its ``tell``: which solutions came
+#: from which emitter (and, for the bandit, which emitters were active).
+_BATCH_FIELDS = ("_cur_solutions", "_num_emitted", "_active_arr")
+
+
+def _batch_state(scheduler: Scheduler) -> dict:
+    return {
+        name: copy.copy(getattr(scheduler, name))
+        for name in _BATCH_FIELDS
+        if hasattr(scheduler, name)
+    }
+
+
+def ask_ahead(scheduler: Scheduler) -> tuple[np.ndarray, dict]:
+    """Asks the next batch before the last one is told (``search.overlap``).
+
+    pyribs allows one ``ask`` per ``tell``; this keeps the told-later batch's bookkeeping
+    aside so that :func:`tell_behind` can tell it afterwards. The emitters ask on the
+    archive as it was (without the batch still being scored).
+
+    Returns:
+        The new batch, and the state :func:`tell_behind` needs for the batch before it.
+    """
+    behind = _batch_state(scheduler)
+    scheduler._last_called = "tell"
+    try:
+        return scheduler.ask(), behind
+    except BaseException:
+        for name, value in behind.items():
+            setattr(scheduler, name, value)
+        scheduler._last_called = "ask"
+        raise
+
+
+def tell_behind(scheduler: Scheduler, behind: dict, **fields) -> None:
+    """Tells the batch asked before :func:`ask_ahead`'s (with its bookkeeping ``behind``)."""
+    ahead = _batch_state(scheduler)
+    for name, value in behind.items():
+        setattr(scheduler, name, value)
+    scheduler._last_called = "ask"
+    scheduler.tell(**fields)
+    for name, value in ahead.items():
+        setattr(scheduler, name, value)
+    scheduler._last_called = "ask"  # the batch asked ahead is now the one to tell

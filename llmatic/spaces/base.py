@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmatic.benchmarks.base import ArchEvaluation, Benchmark
+from llmatic.benchmarks.base import ArchEvaluation, Benchmark, Lineage
 from llmatic.prompting import Prompter, PromptSettings
 
 
@@ -137,11 +137,14 @@ class SearchSpace(ABC):
         """
         raise NotImplementedError(f"the {self.name} space has no neighbourhood to list")
 
-    def evaluate(self, *, benchmark: Benchmark, key: str, code: str) -> ArchEvaluation:
+    def evaluate(
+        self, *, benchmark: Benchmark, key: str, code: str, lineage: Lineage | None = None
+    ) -> ArchEvaluation:
         """Scores network ``key`` (written as ``code``) on ``benchmark``.
 
         A space whose key rebuilds the network exactly (a cell's arch string) lets the
-        benchmark rebuild it with trusted code: the default passes the key alone.
+        benchmark rebuild it with trusted code: the default passes the key alone, and
+        ignores ``lineage`` (weight inheritance is for spaces that train code).
 
         Raises:
             CandidateError: The network cannot be evaluated.

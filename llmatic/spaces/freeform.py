@@ -17,7 +17,7 @@ from collections.abc import Container, Sequence
 
 import numpy as np
 
-from llmatic.benchmarks.base import ArchEvaluation, Benchmark
+from llmatic.benchmarks.base import ArchEvaluation, Benchmark, Lineage
 from llmatic.errors import CandidateError
 from llmatic.llm.grammar import write
 from llmatic.prompting import PromptSettings
@@ -159,8 +159,11 @@ class FreeformSpace(SearchSpace):
             key=None,
         )
 
-    def evaluate(self, *, benchmark: Benchmark, key: str, code: str) -> ArchEvaluation:
-        """Trains the candidate's own ``code`` (the key only names it).
+    def evaluate(
+        self, *, benchmark: Benchmark, key: str, code: str, lineage: Lineage | None = None
+    ) -> ArchEvaluation:
+        """Trains the candidate's own ``code`` (the key only names it); with ``lineage``,
+        warm-started from its parent's trained weights where the benchmark keeps them.
 
         Raises:
             CandidateError: The network fails to build, run or train; ``exception`` if the
@@ -169,4 +172,4 @@ class FreeformSpace(SearchSpace):
         train = getattr(benchmark, "evaluate_code", None)
         if train is None:
             raise CandidateError("exception", f"benchmark {benchmark.name} cannot train code")
-        return train(code)
+        return train(code) if lineage is None else train(code, lineage=lineage)
