@@ -73,15 +73,19 @@ def measure(name: str, overrides: list[str]) -> dict:
     return row
 
 
-def table_runs(table: Path) -> list[dict]:
-    base = [
+def on_table(table: Path, *, train_s: float, budget: int) -> list[str]:
+    """The NB201 table with a fixed artificial training time, batches of 8."""
+    return [
         "benchmark=nasbench201",
         f"benchmark.table={table}",
-        "benchmark.simulated_train_s=1.0",
-        "search=random",
+        f"benchmark.simulated_train_s={train_s}",
         "search.batch_size=8",
-        "search.budget=32",
+        f"search.budget={budget}",
     ]
+
+
+def table_runs(table: Path) -> list[dict]:
+    base = [*on_table(table, train_s=1.0, budget=32), "search=random"]
     return [measure(f"table_w{w}", [*base, f"evaluator.workers={w}"]) for w in (1, 2)]
 
 
@@ -92,12 +96,8 @@ def digits_runs() -> list[dict]:
 
 def ray_runs(table: Path) -> list[dict]:
     base = [
-        "benchmark=nasbench201",
-        f"benchmark.table={table}",
-        "benchmark.simulated_train_s=2.0",
+        *on_table(table, train_s=2.0, budget=48),
         "search=random",
-        "search.batch_size=8",
-        "search.budget=48",
         "evaluator=ray",
         "evaluator.num_cpus=0.25",
         "+evaluator.init_kwargs={num_cpus:2,include_dashboard:false,log_to_driver:false}",
@@ -107,15 +107,11 @@ def ray_runs(table: Path) -> list[dict]:
 
 def llm_runs(table: Path) -> list[dict]:
     base = [
-        "benchmark=nasbench201",
-        f"benchmark.table={table}",
-        "benchmark.simulated_train_s=1.0",
+        *on_table(table, train_s=1.0, budget=48),
         "llm=scripted",
         "llm.delay_s=1.0",
         "llm.broken=0",
-        "search.batch_size=8",
         "search.init_children=8",
-        "search.budget=48",
     ]
     plain = [measure(f"llm_w{w}", [*base, f"evaluator.workers={w}"]) for w in (1, 2, 4, 8)]
     # search.overlap: the LLM writes the next batch while this one trains.
