@@ -13,6 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from llmatic.pickled_prefix import PickledPrefix
+
 #: Status of a candidate after evaluation.
 #: - ``evaluated``: trained / looked up; counts against the budget.
 #: - ``failed``: its code is broken or outside the search space; no budget charged.
@@ -86,6 +88,7 @@ class CandidateStore:
         self._candidates: list[Candidate] = []
         self._path = Path(path) if path is not None else None
         self._flushed = 0
+        self._pickled = PickledPrefix()  # the flushed candidates, pickled once
 
     def new(self, operator: str, **fields: object) -> Candidate:
         candidate = Candidate(id=len(self._candidates), operator=operator, **fields)
@@ -102,13 +105,29 @@ class CandidateStore:
         return iter(self._candidates)
 
     def state_dict(self) -> dict:
-        """Every candidate and how many of them are in the file (for a checkpoint)."""
-        return {"candidates": self._candidates, "flushed": self._flushed}
+        """Every candidate and how many of them are in the file (for a checkpoint).
+
+        The candidates in the file are final: they are pickled once and their bytes are
+        reused (:class:`~llmatic.pickled_prefix.PickledPrefix`), so that a checkpoint
+        after every iteration costs what the new candidates cost, not the whole run.
+
+        Returns:
+            ``pickled``: chunks of the first candidates, pickled; ``candidates``: the
+            others; ``flushed``: how many are in the file; ``size``: how many in all.
+        """
+        pickled, rest = self._pickled.split(self._candidates, self._flushed)
+        return {
+            "pickled": pickled,
+            "candidates": rest,
+            "flushed": self._flushed,
+            "size": len(self._candidates),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Takes the candidates of a checkpoint; rewrites the file to hold exactly the
         flushed ones (a killed run may have written more after its last checkpoint)."""
-        self._candidates = list(state["candidates"])
+        # Checkpoints from before the pickled chunks hold every candidate in "candidates".
+        self._candidates = self._pickled.restore(state.get("pickled", []), state["candidates"])
         self._flushed = int(state["flushed"])
         if self._path is not None:
             lines = "".join(c.to_json() + "\n" for c in self._candidates[: self._flushed])

@@ -42,6 +42,7 @@ from ribs.schedulers import Scheduler
 from llmatic.archives import PromptArchive
 from llmatic.candidate import CandidateStore
 from llmatic.evaluation import Evaluator
+from llmatic.pickled_prefix import PickledPrefix
 from llmatic.prompting import Prompter
 from llmatic.recording import atomic_write_bytes
 from llmatic.search.loop import IterationStats
@@ -49,7 +50,9 @@ from llmatic.search.loop import IterationStats
 log = logging.getLogger(__name__)
 
 #: Version of the file layout and of :class:`SearchState`; bump it on any change to either.
-FORMAT_VERSION = 2  # 2: evaluator tables by key, baselines sample through the space
+FORMAT_VERSION = 3  # 2: evaluator tables by key, baselines sample through the space;
+# 3: final candidates and metrics rows pickled in chunks (version 2 files still load)
+_READABLE_VERSIONS = (2, FORMAT_VERSION)
 CHECKPOINT_FILE = "checkpoint.pkl"
 _FORMAT = "llmatic-checkpoint"
 
@@ -94,7 +97,7 @@ class SearchState:
     phase: str | None
     finished: bool
     run_seconds: float  # wall time of the run so far, over all its sessions
-    metrics: list[IterationStats]
+    metrics: list[IterationStats]  # in a checkpoint file: partly pickled (see load)
     network_archive: GridArchive
     prompt_archive: dict | None
     store: dict
@@ -184,18 +187,23 @@ def restore(search: Search, state: SearchState) -> None:
 
 def dumps(state: SearchState) -> bytes:
     """The checkpoint file's bytes: a JSON header line, then the pickled state."""
-    body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    header = {
+    return _framed(_header_fields(state), pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _header_fields(state: SearchState) -> dict:
+    return {
         "format": _FORMAT,
         "version": FORMAT_VERSION,
         "iteration": state.iteration,
         "phase": state.phase,
         "finished": state.finished,
-        "candidates": len(state.store["candidates"]),
+        "candidates": state.store.get("size", len(state.store["candidates"])),
         "evaluations": state.evaluator["evaluations"],
-        "bytes": len(body),
-        "sha256": hashlib.sha256(body).hexdigest(),
     }
+
+
+def _framed(fields: dict, body: bytes) -> bytes:
+    header = {**fields, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
     return json.dumps(header).encode() + b"\n" + body
 
 
@@ -226,6 +234,8 @@ def load(path: str | Path) -> SearchState:
         ) from None
     if not isinstance(state, SearchState):
         raise CheckpointError(f"{path} holds no search state: start a new run")
+    if isinstance(state.metrics, dict):  # as the Checkpointer saves them (see _dumps)
+        state.metrics = PickledPrefix().restore(state.metrics["pickled"], state.metrics["rows"])
     return state
 
 
@@ -246,11 +256,11 @@ def _read(path: Path, *, body: bool) -> tuple[dict, bytes]:
         raise CheckpointError(
             f"{path} is not an llmatic checkpoint (damaged?): it cannot be resumed; start a new run"
         ) from None
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in _READABLE_VERSIONS:
         raise CheckpointError(
             f"{path} has checkpoint format version {header.get('version')}, this llmatic "
-            f"reads version {FORMAT_VERSION}: resume with the llmatic that wrote it, or "
-            "start a new run"
+            f"reads versions {' and '.join(map(str, _READABLE_VERSIONS))}: resume with the "
+            "llmatic that wrote it, or start a new run"
         )
     if body and (
         len(data) != header.get("bytes") or hashlib.sha256(data).hexdigest() != header["sha256"]
@@ -298,7 +308,8 @@ class Checkpointer:
         self.clock = clock
         self.iteration = resumed.iteration if resumed else 0
         self.phase = resumed.phase if resumed else None
-        self._pending: bytes | None = None
+        self._pending: tuple[dict, bytes] | None = None  # header fields, pickled state
+        self._metric_pickles = PickledPrefix()  # the rows of the metrics, pickled once
         # What checkpointing costs (over all sessions of the run), for the summary.
         cost = resumed.checkpoint_cost if resumed else {}
         self.writes = cost.get("writes", 0)
@@ -346,19 +357,28 @@ class Checkpointer:
             "bytes": self.bytes,
         }
 
-    def _dumps(self, *, finished: bool) -> bytes:
+    def _dumps(self, *, finished: bool) -> tuple[dict, bytes]:
+        """The state pickled, and its header's fields (checksummed when written).
+
+        A row of the metrics is final once recorded: the rows are pickled once and their
+        bytes reused (as the store does with its final candidates), so that serialising
+        after every iteration does not cost what the whole run has made so far.
+        """
+        pickled, rows = self._metric_pickles.split(self.metrics, len(self.metrics))
         state = capture(
             self.search,
             iteration=self.iteration,
             phase=self.phase,
             finished=finished,
             run_seconds=self.clock(),
-            metrics=self.metrics,
+            metrics=(),
             checkpoint_cost={"writes": self.writes, "seconds": self.seconds},
         )
-        return dumps(state)
+        state.metrics = {"pickled": pickled, "rows": rows}  # load() restores the list
+        return _header_fields(state), pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, pickled: tuple[dict, bytes]) -> None:
+        data = _framed(*pickled)
         atomic_write_bytes(self.path, data)
         self._pending = None
         self.writes += 1

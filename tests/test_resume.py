@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from llmatic.candidate import CandidateStore
 from llmatic.checkpoint import CHECKPOINT_FILE, FORMAT_VERSION, CheckpointError, read_header
 from llmatic.evaluation import Evaluator
+from llmatic.pickled_prefix import PickledPrefix
 from llmatic.run import ConfigError, resume_config, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -361,3 +363,40 @@ def test_resume_refuses_a_changed_config(reference, table, extra, named):
 def test_resume_of_a_directory_without_a_run(tmp_path):
     with pytest.raises(ConfigError, match="no config.yaml"):
         resume_config(tmp_path, compose_cfg([]), [])
+
+
+def test_store_pickles_final_candidates_once_and_restores_every_candidate(tmp_path):
+    store = CandidateStore(path=tmp_path / "candidates.jsonl")
+    store._pickled = PickledPrefix(chunk=2)  # small chunks: several in 5 candidates
+    for k in range(5):
+        c = store.new("random", code=f"net{k}", arch=f"a{k}")
+        c.status, c.objective = ("evaluated", float(k)) if k < 3 else ("pending", None)
+    store.flush()  # the first three are final and in the file
+    first = store.state_dict()
+    assert len(first["pickled"]) == 1 and [c.id for c in first["candidates"]] == [2, 3, 4]
+    store[3].status = "failed"
+    store.flush()
+    second = store.state_dict()
+    assert len(second["pickled"]) == 2 and second["pickled"][0] is first["pickled"][0]
+    assert second["size"] == 5 and [c.id for c in second["candidates"]] == [4]
+    state = pickle.loads(pickle.dumps(second))
+    restored = CandidateStore(path=tmp_path / "restored.jsonl")
+    restored.load_state_dict(state)
+    assert [c.to_json() for c in restored] == [c.to_json() for c in store]
+    assert len((tmp_path / "restored.jsonl").read_text().splitlines()) == 4
+    # A checkpoint from before the pickled chunks: every candidate in one list.
+    older = CandidateStore()
+    older.load_state_dict({"candidates": list(store), "flushed": 4})
+    assert [c.to_json() for c in older] == [c.to_json() for c in store]
+
+
+def test_pickled_prefix_pickles_each_chunk_once():
+    prefix, items = PickledPrefix(chunk=3), list(range(10))
+    chunks, rest = prefix.split(items, final=7)
+    assert len(chunks) == 2 and rest == [6, 7, 8, 9]
+    items[8] = "changed"  # not final yet: taken as it is now
+    again, rest = prefix.split(items, final=7)
+    assert again == chunks and again[1] is chunks[1] and rest == [6, 7, "changed", 9]
+    assert PickledPrefix().restore(again, rest) == items
+    with pytest.raises(ValueError, match="chunk"):
+        PickledPrefix(chunk=0)

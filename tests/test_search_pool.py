@@ -4,6 +4,7 @@ the operator report and the evaluations-to-target section of the comparison."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from test_baselines import TINY_OPS, tiny_table  # noqa: F401  (a fixture)
 from test_experiment import compose_cfg
 
 from experiments.compare import main as compare_main
-from llmatic.analysis.comparison import evaluations_to_reach, load_run
+from llmatic.analysis.comparison import Run, evaluations_to_reach, load_run, reach_rank_test
 from llmatic.archives import make_network_archive
 from llmatic.candidate import CandidateStore
 from llmatic.emitters import ClassicMutationEmitter, LocalSearchEmitter
@@ -103,20 +104,29 @@ def put_elites(store, archive, archs):
         c.status, c.objective, c.charged = "evaluated", score_of(arch) + k / 100, True
         c.measures = {"width_to_depth": k / len(archs), "log10_flops": k / len(archs)}
         candidates.append(c)
-    fields = tell_fields(candidates)
-    del fields["evaluated"]
-    archive.add(solution=np.array([c.id for c in candidates], dtype=object), **fields)
+    add_to_archive(archive, candidates)
     return candidates
 
 
-def test_classic_mutation_takes_open_elites_and_avoids_evaluated_children():
-    store = CandidateStore()
+def add_to_archive(archive, candidates) -> None:
+    fields = tell_fields(candidates)
+    del fields["evaluated"]
+    archive.add(solution=np.array([c.id for c in candidates], dtype=object), **fields)
+
+
+def classic_setting(seed: int, n: int):
+    """A store, a 4x4 archive, the two-op NB201 space and ``n`` distinct random cells."""
     archive = make_network_archive(
         dims=(4, 4), width_to_depth_range=(0, 1), log10_flops_range=(0, 1)
     )
     space = Nb201Space(seed_arch=SEED_ARCH, ops=TINY_OPS)
-    rng = np.random.default_rng(1)
-    archs = list({random_arch(rng, TINY_OPS) for _ in range(12)})[:4]
+    rng = np.random.default_rng(seed)
+    archs = list({random_arch(rng, TINY_OPS) for _ in range(12)})[:n]
+    return CandidateStore(), archive, space, archs
+
+
+def test_classic_mutation_takes_open_elites_and_avoids_evaluated_children():
+    store, archive, space, archs = classic_setting(1, 4)
     elites = put_elites(store, archive, archs)
     best = max(elites, key=lambda c: c.objective)
     # The best elite's whole neighbourhood is evaluated: it has nothing new to give.
@@ -136,6 +146,36 @@ def test_classic_mutation_takes_open_elites_and_avoids_evaluated_children():
         )
         assert child.arch not in avoid
     assert len({c.arch for c in children}) == 6  # siblings differ
+
+
+def test_classic_mutation_over_evaluated_keeps_a_cells_runner_up_as_parent():
+    store, archive, space, archs = classic_setting(2, 3)
+    (weak,) = put_elites(store, archive, archs[:1])
+    # Two more networks land in the same cell as ``weak``: the archive keeps only the
+    # best of the three, so a cell's runner-up is no elite.
+    for k, arch in enumerate(archs[1:]):
+        c = store.new("seed", code=arch, arch=arch)
+        c.status, c.charged, c.measures = "evaluated", True, dict(weak.measures)
+        c.objective = weak.objective + 10 + k
+        add_to_archive(archive, [c])
+    runner_up, best = store[weak.id + 1], store[weak.id + 2]
+    assert len(archive) == 1 and elite_ids_of(archive) == [best.id]
+    avoid = set(archs)
+    for pool, expected in (("archive", {best.id}), ("evaluated", {best.id, runner_up.id})):
+        emitter = ClassicMutationEmitter(
+            archive, space=space, store=store, batch_size=6, parents_top_k=2,
+            parents=pool, avoid=avoid, seed=0,
+        )  # fmt: skip
+        parents = {store[i].parent_ids[0] for i in emitter.ask()}
+        assert parents == expected, pool
+    with pytest.raises(ValueError, match="parents must be one of"):
+        ClassicMutationEmitter(
+            archive, space=space, store=store, batch_size=1, parents="all", seed=0
+        )
+
+
+def elite_ids_of(archive) -> list[int]:
+    return [int(s) for s in archive.data("solution")]
 
 
 class FixedEmitter(EmitterBase):
@@ -223,6 +263,7 @@ def test_operator_report_counts_shares_and_better_than_parent():
         (("search.scheduler=greedy",), "fixed or bandit"),
         (("search.classic_batch_size=-1",), "classic_batch_size"),
         (("search.parents_top_k=0",), "parents_top_k"),
+        (("search.classic_parents=population",), "classic_parents"),
         (("+exp=freeform_digits", "search.feedback_elites=2"), "feedback_elites"),
     ],
 )
@@ -264,6 +305,7 @@ def test_pool_runs_report_operators_and_the_comparison_counts_evaluations_to_tar
     assert compare_main([str(multirun), "--budgets", "10", "30", "--out", str(out)]) == 0
     report = (out / "comparison.md").read_text()
     assert "Evaluations to reach the best-by-validation architecture" in report
+    assert "| p vs local |" in report  # the rank test of evaluations to the target
     local = load_run(multirun / "local_0")
     needed = evaluations_to_reach(local, 95.0)
     charged = [json.loads(line) for line in (multirun / "local_0/candidates.jsonl").open()]
@@ -277,6 +319,29 @@ def test_pool_runs_report_operators_and_the_comparison_counts_evaluations_to_tar
     assert "### Operators" in report and "| classic_pool | classic | 1 |" in report
 
 
+def fake_run(method: str, seed: int, needed: int | None, evaluations: int) -> Run:
+    """A run whose validation accuracy first reaches 90 % at evaluation ``needed``."""
+    val = np.full(evaluations, 50.0)
+    if needed is not None:
+        val[needed - 1 :] = 90.0
+    return Run(Path(f"{method}_{seed}"), method, seed, "nasbench201", "c", evaluations, val, val)
+
+
+def test_rank_test_of_evaluations_to_target_censors_at_the_shorter_runs():
+    fast = [fake_run("fast", s, n, 500) for s, n in enumerate([10, 20, 30, 40, 50, 60])]
+    slow = [fake_run("slow", s, n, 2000) for s, n in enumerate([400, 700, 900, 1500, 1800, None])]
+    p_value = reach_rank_test(fast + slow, 90.0, "fast", "slow")
+    assert p_value is not None and p_value < 0.01
+    # Past 500 evaluations the 2,000-evaluation runs differ, but a 500-evaluation run
+    # cannot tell them apart: censored at 501, the two sides tie.
+    late = [fake_run("late", s, None, 500) for s in range(6)]
+    slower = [
+        fake_run("slower", s, n, 2000) for s, n in enumerate([600, 700, 800, 900, 1000, 1100])
+    ]
+    assert reach_rank_test(late + slower, 90.0, "late", "slower") == 1.0
+    assert reach_rank_test(fast[:1] + slow, 90.0, "fast", "slow") is None
+
+
 @pytest.mark.parametrize(
     "search, label, sizes",
     [
@@ -286,6 +351,7 @@ def test_pool_runs_report_operators_and_the_comparison_counts_evaluations_to_tar
         ("no_prompt_archive", "no_prompt_archive", {"mutation": 14, "crossover": 2}),
         ("best_of_n", "best_of_n", {"mutation": 16}),
         ("classic_pool", "classic_pool", {"mutation": 0, "crossover": 0, "classic": 4}),
+        ("classic_elitist", "classic_elitist", {"mutation": 0, "crossover": 0, "classic": 4}),
         ("llmatic_bandit", "llmatic_bandit", {"mutation": 6, "crossover": 2, "classic": 4}),
     ],
 )
@@ -314,6 +380,14 @@ def test_ablation_configs_build_their_pools(search, label, sizes, table):
     assert {e.operator: e.batch_size for e in main.emitters if e.batch_size} == {
         op: size for op, size in sizes.items() if size
     }
+    pools = {e.parents for e in main.emitters if e.operator == "classic"}
+    assert pools == (
+        {"evaluated"}
+        if search == "classic_elitist"
+        else {"archive"}
+        if "classic" in sizes
+        else set()
+    )
 
 
 def test_classic_pool_goes_on_when_every_elite_is_explored(tiny_table, tmp_path):  # noqa: F811

@@ -605,9 +605,11 @@ def render_markdown(
                 f"The target: validation accuracy {target:.2f} %, the best of the whole "
                 "table (the architecture a search by validation ends with). Median over "
                 "seeds of the first evaluation that reached it (a run that never did counts "
-                "as more than it made); *reached by B*: seeds that had it within B.",
+                "as more than it made); *reached by B*: seeds that had it within B; *p vs "
+                "X*: two-sided Mann-Whitney U test of the evaluations needed against method "
+                "X, both censored at the shorter of the two methods' runs.",
                 "",
-                reach_table(mine, methods, target, budgets),
+                reach_table(mine, methods, target, budgets, baselines),
             ]
         published = published_for(mine[0].benchmark, str(dataset)) if anchors else []
         if published:
@@ -774,10 +776,37 @@ def evaluations_to_reach(run: Run, target: float) -> int | None:
     return int(hits[0]) + 1 if len(hits) else None
 
 
+def reach_rank_test(runs: Sequence[Run], target: float, method: str, baseline: str) -> float | None:
+    """Two-sided Mann-Whitney U p-value of the evaluations two methods needed to reach
+    ``target``, or None when a side has fewer than 2 runs.
+
+    Runs may have made different numbers of evaluations: both sides are censored at the
+    smaller of their largest budgets (a run that had not reached the target by then ties
+    with every other such run), so a longer run gains nothing from its extra evaluations.
+    """
+    sides = [[r for r in runs if r.method == m] for m in (method, baseline)]
+    if min(len(s) for s in sides) < 2:
+        return None
+    limit = min(max(r.evaluations for r in side) for side in sides)
+    x, y = (
+        [min(n, limit + 1) if n is not None else limit + 1 for n in needed]
+        for needed in ([evaluations_to_reach(r, target) for r in side] for side in sides)
+    )
+    if len(set(x) | set(y)) == 1:  # every run alike: no evidence either way
+        return 1.0
+    return float(mannwhitneyu(x, y, alternative="two-sided").pvalue)
+
+
 def reach_table(
-    runs: Sequence[Run], methods: Sequence[str], target: float, budgets: Sequence[int]
+    runs: Sequence[Run],
+    methods: Sequence[str],
+    target: float,
+    budgets: Sequence[int],
+    baselines: Sequence[str] = (),
 ) -> str:
-    """Per method: evaluations until the best-by-validation architecture was found."""
+    """Per method: evaluations until the best-by-validation architecture was found, and
+    the rank test of those evaluations against each baseline present."""
+    present = [b for b in baselines if b in methods]
     rows = []
     for method in methods:
         mine = [r for r in runs if r.method == method]
@@ -789,8 +818,22 @@ def reach_table(
         made = max(r.evaluations for r in mine)
         text = f"> {made}" if math.isinf(median) else f"{median:g}"
         reached = [f"{sum(n is not None and n <= b for n in needed)}/{len(mine)}" for b in budgets]
-        rows.append([method, len(mine), text, *reached])
-    header = ["method", "seeds", "median evaluations", *(f"reached by {b}" for b in budgets)]
+        tests = []
+        for baseline in present:
+            p_value = (
+                None if method == baseline else reach_rank_test(runs, target, method, baseline)
+            )
+            tests.append(
+                "" if method == baseline else "n/a" if p_value is None else f"{p_value:.3g}"
+            )
+        rows.append([method, len(mine), text, *reached, *tests])
+    header = [
+        "method",
+        "seeds",
+        "median evaluations",
+        *(f"reached by {b}" for b in budgets),
+        *(f"p vs {b}" for b in present),
+    ]
     return markdown_table(header, rows)
 
 

@@ -1,6 +1,7 @@
 """pyribs emitters: LLM mutation, crossover and initial phase; classic operators and baselines."""
 
 from llmatic.emitters._baselines import (
+    PARENT_POOLS,
     ClassicMutationEmitter,
     LocalSearchEmitter,
     RandomSearchEmitter,
@@ -14,6 +15,7 @@ from llmatic.emitters._mutation import LLMMutationEmitter
 from llmatic.emitters._state import CheckpointableEmitter
 
 __all__ = [
+    "PARENT_POOLS",
     "CheckpointableEmitter",
     "ClassicMutationEmitter",
     "CuriosityRule",

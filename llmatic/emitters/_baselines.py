@@ -29,6 +29,10 @@ def elite_ids(archive: GridArchive) -> list[int]:
     return [int(data["solution"][i]) for i in order]
 
 
+#: Where :class:`ClassicMutationEmitter` draws its parents from.
+PARENT_POOLS = ("archive", "evaluated")
+
+
 class _ArchEmitterBase(CheckpointableEmitter, EmitterBase):
     operator = "baseline"
     attached = ("_archive", "store", "space")
@@ -210,12 +214,14 @@ class LocalSearchEmitter(_ArchEmitterBase):
 class ClassicMutationEmitter(_ArchEmitterBase):
     """A classic mutation beside the LLM's: an elite's network with one small random change.
 
-    Each child: a parent drawn uniformly from the ``parents_top_k`` fittest elites of the
-    network archive (None: from all of them) whose neighbourhood is not yet all evaluated
-    (where the space lists neighbourhoods), changed by the space's own mutation (NB201:
-    one edge gets another operation, through the same code and mapping as the LLM's
-    children). When every elite's neighbourhood is evaluated (a small archive fills
-    early), the parents are the fittest evaluated networks whose neighbourhood is not. A
+    Each child: a parent drawn uniformly from the ``parents_top_k`` fittest networks whose
+    neighbourhood is not yet all evaluated (where the space lists neighbourhoods), changed
+    by the space's own mutation (NB201: one edge gets another operation, through the same
+    code and mapping as the LLM's children). ``parents="archive"`` ranks the network
+    archive's elites (one per cell of the measures: LLMatic's choice); when every elite's
+    neighbourhood is evaluated (a small archive fills early), the fittest evaluated
+    networks whose neighbourhood is not. ``parents="evaluated"`` ranks every evaluated
+    network, as an elitist population does: the runners-up of a cell stay parents. A
     child whose key is in ``avoid`` (evaluated already) or repeats a sibling is drawn
     again, up to ``tries`` times, before it costs anything.
 
@@ -224,7 +230,9 @@ class ClassicMutationEmitter(_ArchEmitterBase):
         space: Mutates the networks.
         store: Where candidates are created.
         batch_size: Children per ``ask``.
-        parents_top_k: How many of the fittest elites may be parents (None: all).
+        parents_top_k: How many of the fittest may be parents (None: all).
+        parents: ``"archive"`` (the fittest elites) or ``"evaluated"`` (the fittest
+            evaluated networks).
         avoid: Keys not worth proposing (a live view of the evaluated ones).
         tries: Draws per child before a known network is accepted.
         seed: Seed of the sampling.
@@ -238,6 +246,7 @@ class ClassicMutationEmitter(_ArchEmitterBase):
         archive: GridArchive,
         *,
         parents_top_k: int | None = None,
+        parents: str = "archive",
         avoid: Container[str] = frozenset(),
         tries: int = 16,
         **kwargs,
@@ -245,16 +254,20 @@ class ClassicMutationEmitter(_ArchEmitterBase):
         super().__init__(archive, **kwargs)
         if parents_top_k is not None and parents_top_k < 1:
             raise ValueError(f"parents_top_k must be >= 1 or None, got {parents_top_k}")
+        if parents not in PARENT_POOLS:
+            raise ValueError(f"parents must be one of {PARENT_POOLS}, got {parents!r}")
         self.parents_top_k = parents_top_k
+        self.parents = parents
         self.avoid = avoid
         self.tries = tries
         self.exhausted: set[int] = set()  # ids whose whole neighbourhood is evaluated
 
     def ask(self) -> np.ndarray:
-        parents = self._open(elite_ids(self.archive))
+        parents = self._open(elite_ids(self.archive)) if self.parents == "archive" else []
         if not parents and len(self.archive):
-            # Every elite's neighbourhood is evaluated (a small archive fills early): go on
-            # from the fittest evaluated networks that still have new neighbours.
+            # Every elite's neighbourhood is evaluated (a small archive fills early), or
+            # the parents are the whole population: the fittest evaluated networks that
+            # still have new neighbours.
             evaluated = [c for c in self.store if c.status == "evaluated" and c.arch]
             evaluated.sort(key=lambda c: (-c.objective, c.id))
             parents = self._open([c.id for c in evaluated]) or elite_ids(self.archive)[:1]

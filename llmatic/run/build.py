@@ -419,6 +419,7 @@ def build_phases(
                 store=store,
                 batch_size=classic_batch_size,
                 parents_top_k=search.get("classic_parents_top_k", search.parents_top_k),
+                parents=search.get("classic_parents", "archive"),
                 avoid=evaluator.evaluated_keys,
                 seed=seed + 3,
             )

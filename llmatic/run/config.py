@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from llmatic.devices import resolve_device
+from llmatic.emitters import PARENT_POOLS
 from llmatic.errors import ConfigError
 from llmatic.run.build import (
     BENCHMARKS,
@@ -231,6 +232,10 @@ def check_llmatic_search(search: DictConfig) -> None:
         value = search.get(key, 1)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ConfigError(f"search.{key} must be an integer >= 1 or null (all), got {value!r}")
+    if search.get("classic_parents", "archive") not in PARENT_POOLS:
+        raise ConfigError(
+            f"search.classic_parents must be one of {PARENT_POOLS}, got {search.classic_parents!r}"
+        )
     feedback = search.get("feedback_elites", 0)
     if not isinstance(feedback, int) or feedback < 0:
         raise ConfigError(f"search.feedback_elites must be an integer >= 0, got {feedback!r}")
