@@ -264,6 +264,7 @@ def test_operator_report_counts_shares_and_better_than_parent():
         (("search.classic_batch_size=-1",), "classic_batch_size"),
         (("search.parents_top_k=0",), "parents_top_k"),
         (("search.classic_parents=population",), "classic_parents"),
+        (("search.overlap=true",), "checkpoint_every > 1"),
         (("+exp=freeform_digits", "search.feedback_elites=2"), "feedback_elites"),
     ],
 )

@@ -140,6 +140,13 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"output.checkpoint_every must be >= 1, got {cfg.output.checkpoint_every}"
         )
+    if search.get("overlap", False) is True and cfg.output.checkpoint_every == 1:
+        # The LLM runs ahead only between checkpoints (a checkpoint needs nothing in
+        # flight): with one every iteration, overlap would silently change nothing.
+        raise ConfigError(
+            "search.overlap=true needs output.checkpoint_every > 1 (the LLM can only run "
+            "ahead between checkpoints): set output.checkpoint_every=10, for example"
+        )
     after = (cfg.get("fail_fast") or {}).get("after", DEFAULT_AFTER)
     if not isinstance(after, int) or isinstance(after, bool) or after < 0:
         raise ConfigError(f"fail_fast.after must be an integer >= 0 (0: off), got {after!r}")
