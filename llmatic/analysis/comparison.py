@@ -524,7 +524,7 @@ def rank_table(tests: Sequence[RankTest]) -> str:
             f"{t.n_method} vs {t.n_baseline}",
             _fmt(t.median_method),
             _fmt(t.median_baseline),
-            "n/a" if t.p_value is None else f"{t.p_value:.3g}",
+            _p_text(t.p_value),
             t.better or "n/a (< 2 seeds a side)",
         ]
         for t in tests
@@ -540,6 +540,10 @@ def rank_table(tests: Sequence[RankTest]) -> str:
         "higher median",
     ]
     return markdown_table(header, rows)
+
+
+def _p_text(p_value: float | None) -> str:
+    return "n/a" if p_value is None else f"{p_value:.3g}"
 
 
 def _fmt(value: float) -> str:
@@ -788,10 +792,8 @@ def reach_rank_test(runs: Sequence[Run], target: float, method: str, baseline: s
     if min(len(s) for s in sides) < 2:
         return None
     limit = min(max(r.evaluations for r in side) for side in sides)
-    x, y = (
-        [min(n, limit + 1) if n is not None else limit + 1 for n in needed]
-        for needed in ([evaluations_to_reach(r, target) for r in side] for side in sides)
-    )
+    needed = [[evaluations_to_reach(r, target) for r in side] for side in sides]
+    x, y = ([limit + 1 if n is None else min(n, limit + 1) for n in ns] for ns in needed)
     if len(set(x) | set(y)) == 1:  # every run alike: no evidence either way
         return 1.0
     return float(mannwhitneyu(x, y, alternative="two-sided").pvalue)
@@ -818,14 +820,10 @@ def reach_table(
         made = max(r.evaluations for r in mine)
         text = f"> {made}" if math.isinf(median) else f"{median:g}"
         reached = [f"{sum(n is not None and n <= b for n in needed)}/{len(mine)}" for b in budgets]
-        tests = []
-        for baseline in present:
-            p_value = (
-                None if method == baseline else reach_rank_test(runs, target, method, baseline)
-            )
-            tests.append(
-                "" if method == baseline else "n/a" if p_value is None else f"{p_value:.3g}"
-            )
+        tests = [
+            "" if method == baseline else _p_text(reach_rank_test(runs, target, method, baseline))
+            for baseline in present
+        ]
         rows.append([method, len(mine), text, *reached, *tests])
     header = [
         "method",
