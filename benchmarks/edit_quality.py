@@ -31,6 +31,12 @@ operations in the valid children and in their parents, and for the LLM the token
 seconds per sample (a batch's time is shared among its rows by their tokens). The improved
 rate of each LLM setting is compared with ``random-1`` by Fisher's exact test (two-sided).
 
+Best of N (N = ``--samples``): per parent, the best child among its first N samples of
+each setting (random operators: their first N of ``--random-samples``), with the share of
+parents it improves on and its mean gain. It compares the operators as a search that
+evaluates N children of a parent uses them. ``--render RESULT.json`` recomputes it for a
+saved result (the samples are in the JSON) without sampling again.
+
 The generated code is mapped to its arch with :func:`llmatic.nb201.inspect.inspect_cell`
 *in this process*, not in the search's sandbox: this benchmark runs our own embedded
 model's output only, the constrained outputs are fixed by a grammar up to the operation
@@ -45,6 +51,7 @@ Usage::
 
     python -m benchmarks.edit_quality [--table PATH] [--temperatures 0.5 0.9] [--samples 4]
         [--parents 12]
+    python -m benchmarks.edit_quality --render benchmarks/results/edit_quality.json
 
 Prints a Markdown table and writes ``benchmarks/results/edit_quality.{json,md}``.
 """
@@ -269,6 +276,48 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def best_of(recs: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """Each parent's best child among its first ``n`` samples (an invalid sample scores
+    nothing but still counts as one of the ``n``): how many parents it improves on, and the
+    mean and median gain of that best child over its parent (accuracy points)."""
+    by_parent: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        by_parent.setdefault(r["parent"], []).append(r)
+    gains = []
+    for parent_recs in by_parent.values():
+        vals = [r["child_val"] for r in parent_recs[:n] if r["child"] is not None]
+        if vals:
+            gains.append(max(vals) - parent_recs[0]["parent_val"])
+    return {
+        "n": n,
+        "parents": len(by_parent),
+        "scored": len(gains),
+        "improved": sum(g > 0 for g in gains),
+        "mean_gain": statistics.fmean(gains) if gains else None,
+        "median_gain": statistics.median(gains) if gains else None,
+    }
+
+
+def best_of_rows(samples: dict[str, list[dict[str, Any]]], n: int) -> list[dict[str, Any]]:
+    """:func:`best_of` per setting (``samples`` keyed ``operator`` or ``operator@T``), for
+    the settings with at least ``n`` samples of every parent."""
+    rows = []
+    for key, recs in samples.items():
+        operator, _, temperature = key.partition("@")
+        counts: dict[str, int] = {}
+        for r in recs:
+            counts[r["parent"]] = counts.get(r["parent"], 0) + 1
+        if counts and min(counts.values()) >= n:
+            rows.append(
+                {
+                    "operator": operator,
+                    "temperature": float(temperature) if temperature else None,
+                    **best_of(recs, n),
+                }
+            )
+    return rows
+
+
 def fisher(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
     """Fisher's exact test (two-sided) of improved among valid, ``a`` against ``b``."""
     from scipy.stats import fisher_exact
@@ -291,7 +340,12 @@ def _num(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def markdown(rows: list[dict[str, Any]], tests: list[dict[str, Any]], meta: dict) -> str:
+def markdown(
+    rows: list[dict[str, Any]],
+    tests: list[dict[str, Any]],
+    meta: dict,
+    best: Sequence[dict[str, Any]] = (),
+) -> str:
     head = (
         "| operator | T | prompt | valid | unchanged | improved | mean Δ val | median Δ | "
         "edges changed | none: child / parent | distinct | tok/sample | s/sample |\n"
@@ -333,7 +387,28 @@ def markdown(rows: list[dict[str, Any]], tests: list[dict[str, Any]], meta: dict
         + "\n".join(lines)
         + (f"\n\nInvalid samples by failure kind:\n{failures}" if failures else "")
         + f"\n\nPrompts:\n{prompts}\n\nImproved on parent, LLM vs random-1 "
-        "(small samples: read the p-values as rough):\n" + test_lines + "\n"
+        "(small samples: read the p-values as rough):\n"
+        + test_lines
+        + "\n"
+        + _best_of_markdown(best)
+    )
+
+
+def _best_of_markdown(best: Sequence[dict[str, Any]]) -> str:
+    if not best:
+        return ""
+    n = best[0]["n"]
+    lines = "\n".join(
+        f"| {b['operator']} | {_num(b['temperature'], '.1f')} | "
+        f"{b['improved']}/{b['parents']} ({_pct(b['improved'] / b['parents'])}) | "
+        f"{_num(b['mean_gain'], '+.2f')} | {_num(b['median_gain'], '+.2f')} |"
+        for b in best
+    )
+    return (
+        f"\nBest of N = {n} per parent (the best child among each parent's first {n} samples; "
+        "what an operator gives when N children of one parent are all evaluated):\n\n"
+        "| operator | T | parents improved | mean gain of the best | median gain |\n"
+        "|---|---|---|---|---|\n" + lines + "\n"
     )
 
 
@@ -358,7 +433,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--feedback-pool", type=int, default=64)
     parser.add_argument("--out", type=Path, default=RESULTS / "edit_quality.json")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        help="re-render the Markdown (with the best-of-N section) of a saved JSON result, "
+        "without sampling; writes it next to the JSON",
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        return render(args.render)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     started = time.perf_counter()
@@ -452,21 +535,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
-    md = markdown(rows, tests, meta)
+    keyed = {f"{op}@{t}" if t is not None else op: recs for (op, t), recs in samples.items()}
+    best = best_of_rows(keyed, args.samples)
+    md = markdown(rows, tests, meta, best)
     print("\n" + md)
     result = {
         "meta": meta,
         "parent_archs": [{"arch": a, "val": v} for a, v in parents],
         "rows": rows,
         "tests_vs_random_1": tests,
-        "samples": {
-            f"{op}@{t}" if t is not None else op: recs for (op, t), recs in samples.items()
-        },
+        "best_of": best,
+        "samples": keyed,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(md)
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return result
+
+
+def render(path: Path) -> dict[str, Any]:
+    """Recomputes the best-of-N section of a saved result and rewrites its Markdown."""
+    result = json.loads(path.read_text())
+    result["best_of"] = best_of_rows(result["samples"], result["meta"]["samples"])
+    md = markdown(result["rows"], result["tests_vs_random_1"], result["meta"], result["best_of"])
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.with_suffix(".md").write_text(md)
+    print(md + f"\nwrote {path} and {path.with_suffix('.md')}")
     return result
 
 

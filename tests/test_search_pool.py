@@ -24,7 +24,7 @@ from llmatic.recording import summarize_operators
 from llmatic.run import run_experiment
 from llmatic.run.config import validate_config
 from llmatic.search.loop import tell_fields
-from llmatic.search.scheduler import EvaluatedOnlyBanditScheduler
+from llmatic.search.scheduler import EvaluatedOnlyBanditScheduler, new_best
 from llmatic.spaces.nb201 import Nb201Space, neighbour_archs, random_arch
 
 SEED_ARCH = "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
@@ -222,6 +222,52 @@ def test_bandit_gives_the_budget_to_the_operator_that_improves_the_archive():
     assert len(archive) > 0 and scheduler.emitters == [bad, good]
 
 
+def test_new_best_counts_rows_that_beat_everything_before_them():
+    objective = np.array([5.0, 7.0, 6.0, 9.0, 8.0, 9.5])
+    evaluated = np.array([True, True, True, False, True, True])
+    assert new_best(objective, evaluated, 6.0).tolist() == [False, True, False, False, True, True]
+    assert new_best(objective, evaluated, 9.6).tolist() == [False] * 6
+    assert new_best(objective[:1], evaluated[:1], -np.inf).tolist() == [True]
+
+
+@pytest.mark.parametrize("reward", ["archive", "best"])
+def test_bandit_reward_best_prefers_the_emitter_that_raises_the_best(reward):
+    """``filler`` fills new cells with poor networks, ``climber`` beats the best in a cell
+    that is already full: the archive rates both as successes, ``best`` only the climber."""
+    store = CandidateStore()
+    archive = make_network_archive(
+        dims=(50, 50), width_to_depth_range=(0, 1), log10_flops_range=(0, 1)
+    )
+    filler = FixedEmitter(archive, store, good=True)
+    climber = FixedEmitter(archive, store, good=True)
+    filler.operator, climber.operator = "filler", "climber"
+    scheduler = EvaluatedOnlyBanditScheduler(
+        archive, [filler, climber], num_active=1, reselect="all", reward=reward
+    )
+    cells = iter(((k % 50 + 0.5) / 50, (k // 50 + 0.5) / 50) for k in range(1000))
+    best = 10.0
+    for _ in range(60):
+        candidates = [store[i] for i in scheduler.ask()]
+        for c in candidates:
+            c.status = "evaluated"
+            if c.operator == "climber":
+                best += 1.0
+                c.objective, (x, y) = best, (0.5, 0.5)
+            else:
+                c.objective, (x, y) = 1.0, next(cells)  # a new cell every time
+            c.measures = {"width_to_depth": x, "log10_flops": y}
+        scheduler.tell(**tell_fields(candidates))
+    report = {row["operator"]: row for row in scheduler.selection_report()}
+    if reward == "best":
+        # Only the filler's first child, the first network of all, was a new best.
+        assert report["filler"]["successes"] == 1 and climber.asked >= 50
+    else:  # every child of either enters or improves the archive: a tie UCB1 splits
+        assert report["filler"]["success_rate"] == report["climber"]["success_rate"] == 1.0
+        assert filler.asked >= 20 and climber.asked >= 20
+    with pytest.raises(ValueError, match="reward must be one of"):
+        EvaluatedOnlyBanditScheduler(archive, [filler], num_active=1, reward="parent")
+
+
 def test_bandit_chooses_again_when_the_chosen_emitter_has_nothing():
     store = CandidateStore()
     archive = make_network_archive(
@@ -264,6 +310,7 @@ def test_operator_report_counts_shares_and_better_than_parent():
         (("search.classic_batch_size=-1",), "classic_batch_size"),
         (("search.parents_top_k=0",), "parents_top_k"),
         (("search.classic_parents=population",), "classic_parents"),
+        (("search=llmatic_bandit", "search.bandit.reward=parent"), "bandit.reward"),
         (("search.overlap=true",), "checkpoint_every > 1"),
         (("+exp=freeform_digits", "search.feedback_elites=2"), "feedback_elites"),
     ],
@@ -318,6 +365,31 @@ def test_pool_runs_report_operators_and_the_comparison_counts_evaluations_to_tar
     for method in ("local", "llmatic_bandit", "classic_pool"):
         assert f"| {method} |" in report
     assert "### Operators" in report and "| classic_pool | classic | 1 |" in report
+
+
+def test_random_seeds_join_the_seed_network_in_the_initial_phase(tiny_table, tmp_path):  # noqa: F811
+    table, _ = tiny_table
+    seed_arch = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    cfg = compose_cfg(
+        "+exp=nasbench201",
+        f"benchmark.table={table}",
+        "search=classic_elitist",
+        "search.budget=12",
+        "search.random_seeds=5",
+        "search.ops=[none,nor_conv_3x3]",
+        f"benchmark.seed_arch='{seed_arch}'",
+        "output.plots=false",
+    )
+    summary = run_experiment(cfg, tmp_path / "run")
+    assert summary["evaluations"] == 12
+    rows = [json.loads(line) for line in (tmp_path / "run/candidates.jsonl").open()]
+    seeds = [r for r in rows if r["operator"] == "seed"]
+    assert len(seeds) == 6 and {r["iteration"] for r in seeds} == {1}
+    assert seeds[0]["arch"] == seed_arch
+    assert all(set(parse_arch(r["arch"]).values()) <= {"none", "nor_conv_3x3"} for r in seeds)
+    assert len({r["arch"] for r in seeds}) > 1  # random cells, not six copies of the seed
+    with pytest.raises(ConfigError, match="random_seeds"):
+        validate_config(compose_cfg("search.random_seeds=-1"))
 
 
 def fake_run(method: str, seed: int, needed: int | None, evaluations: int) -> Run:

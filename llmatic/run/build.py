@@ -390,6 +390,8 @@ def build_phases(
     initial = LLMInitialEmitter(
         network_archive,
         seed_code=space.seed_code(),
+        space=space,
+        random_seeds=int(search.get("random_seeds", 0)),
         batch_size=search.init_children,
         seed=seed,
         **shared,
@@ -432,6 +434,7 @@ def build_phases(
             num_active=search.bandit.num_active,
             reselect="all",
             zeta=search.bandit.zeta,
+            reward=search.bandit.get("reward", "archive"),
         )
     else:
         main = EvaluatedOnlyScheduler(network_archive, emitters)

@@ -27,6 +27,7 @@ from llmatic.run.build import (
 )
 from llmatic.sandbox import SandboxLimits
 from llmatic.search.fail_fast import DEFAULT_AFTER
+from llmatic.search.scheduler import BANDIT_REWARDS
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,9 @@ def check_llmatic_search(search: DictConfig) -> None:
         raise ConfigError(
             f"search.classic_parents must be one of {PARENT_POOLS}, got {search.classic_parents!r}"
         )
+    random_seeds = search.get("random_seeds", 0)
+    if not isinstance(random_seeds, int) or random_seeds < 0:
+        raise ConfigError(f"search.random_seeds must be an integer >= 0, got {random_seeds!r}")
     feedback = search.get("feedback_elites", 0)
     if not isinstance(feedback, int) or feedback < 0:
         raise ConfigError(f"search.feedback_elites must be an integer >= 0, got {feedback!r}")
@@ -257,6 +261,11 @@ def check_llmatic_search(search: DictConfig) -> None:
             "classic": classic,
         }
         pool = [name for name, size in sizes.items() if size > 0]
+        reward = search.bandit.get("reward", "archive")
+        if reward not in BANDIT_REWARDS:
+            raise ConfigError(
+                f"search.bandit.reward must be one of {BANDIT_REWARDS}, got {reward!r}"
+            )
         if not 1 <= search.bandit.num_active <= len(pool):
             raise ConfigError(
                 f"search.bandit.num_active must be in [1, {len(pool)}] (the pool: "

@@ -3,7 +3,8 @@
 :class:`EvaluatedOnlyScheduler` asks every emitter every iteration (pyribs' ``Scheduler``);
 :class:`EvaluatedOnlyBanditScheduler` asks the ``num_active`` emitters of a pool that UCB1
 picks from their past success (pyribs' ``BanditScheduler``), so the budget flows to the
-operator that improves the archive.
+operator that improves the archive, or (``reward="best"``) to the one that finds new best
+networks.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ def add_evaluated(
     return add_info
 
 
+#: What counts as a success of a bandit pool's emitter (:class:`EvaluatedOnlyBanditScheduler`).
+BANDIT_REWARDS = ("archive", "best")
+
+
+def new_best(objective: np.ndarray, evaluated: np.ndarray, best_before: float) -> np.ndarray:
+    """Which rows beat every network evaluated before them (``best_before``, then the
+    rows before them in the batch): a (batch,) bool array; rows not evaluated never do."""
+    running = np.maximum.accumulate(np.where(evaluated, objective, -np.inf))
+    before = np.concatenate([[best_before], np.maximum(running[:-1], best_before)])
+    return evaluated & (objective > before)
+
+
 class EvaluatedOnlyScheduler(Scheduler):
     """``ribs.schedulers.Scheduler`` whose ``tell`` takes a boolean ``evaluated`` field.
 
@@ -54,11 +67,28 @@ class EvaluatedOnlyBanditScheduler(BanditScheduler):
     """``ribs.schedulers.BanditScheduler`` with :class:`EvaluatedOnlyScheduler`'s ``tell``.
 
     Each ``ask`` activates the ``num_active`` emitters of the pool with the highest UCB1
-    score (``reselect="all"``: chosen again every iteration); an emitter's success is the
-    share of its candidates that entered or improved the network archive, so duplicates
-    and broken code count against it. ``ask`` and the choice are pyribs' own; ``tell``
-    repeats pyribs' crediting loop because pyribs' version adds every row to the archive.
+    score (``reselect="all"``: chosen again every iteration). An emitter's success rate is
+    the share of its candidates that entered or improved the network archive
+    (``reward="archive"``, pyribs' own), or that beat every network evaluated before them
+    (``reward="best"``); either way duplicates and broken code count against it. ``ask``
+    and the choice are pyribs'; ``tell`` repeats pyribs' crediting loop because pyribs'
+    version adds every row to the archive.
+
+    Why ``"best"``: a parent pool of the fittest networks (``classic_parents="evaluated"``)
+    finds better networks in cells that are already filled, and the archive's reward
+    rates that no higher than filling a new cell with a poor network.
+
+    Args:
+        *args: pyribs' ``BanditScheduler`` (archive, emitter pool).
+        reward: ``"archive"`` or ``"best"``.
+        **kwargs: pyribs' ``BanditScheduler`` (``num_active``, ``reselect``, ``zeta``).
     """
+
+    def __init__(self, *args, reward: str = "archive", **kwargs) -> None:
+        if reward not in BANDIT_REWARDS:
+            raise ValueError(f"reward must be one of {BANDIT_REWARDS}, got {reward!r}")
+        super().__init__(*args, **kwargs)
+        self.reward = reward
 
     @property
     def emitters(self) -> list:
@@ -80,7 +110,8 @@ class EvaluatedOnlyBanditScheduler(BanditScheduler):
         return solutions
 
     def selection_report(self) -> list[dict]:
-        """Per emitter of the pool: candidates asked (``selected``) and archive gains."""
+        """Per emitter of the pool: candidates asked (``selected``) and their successes
+        (by :attr:`reward`)."""
         return [
             {
                 "emitter": type(emitter).__name__,
@@ -99,12 +130,18 @@ class EvaluatedOnlyBanditScheduler(BanditScheduler):
             raise RuntimeError("tell() was called without calling ask().")
         self._last_called = "tell"
         data = self._validate_tell_data({"objective": objective, "measures": measures, **fields})
+        # The archive's best is the best evaluated so far: it keeps each cell's best.
+        best_before = -np.inf if self.archive.empty else self.archive.stats.obj_max
         add_info = add_evaluated(self.archive, data)
+        if self.reward == "best":
+            success = new_best(data["objective"], np.asarray(data["evaluated"]), best_before)
+        else:
+            success = add_info["status"] > 0
         pos = 0
         for i in np.where(self._active_arr)[0]:
             end = pos + self._num_emitted[i]
             self._selection[i] += end - pos
-            self._success[i] += np.count_nonzero(add_info["status"][pos:end])
+            self._success[i] += np.count_nonzero(success[pos:end])
             self._emitter_pool[i].tell(
                 **{name: None if arr is None else arr[pos:end] for name, arr in data.items()},
                 add_info={name: arr[pos:end] for name, arr in add_info.items()},
