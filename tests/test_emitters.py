@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from conftest import ScriptedLLM, edges_completion
@@ -14,7 +16,7 @@ from llmatic.emitters import (
     LLMMutationEmitter,
     TemperatureRule,
 )
-from llmatic.nb201.cell import arch_to_code
+from llmatic.nb201.cell import EDGES, arch_to_code, format_arch, parse_arch
 from llmatic.nb201.prompts import CellPrompter
 from llmatic.search.loop import tell_fields
 from llmatic.search.scheduler import EvaluatedOnlyScheduler
@@ -195,6 +197,34 @@ def test_crossover_needs_two_elites_and_uses_two_distinct_parents(setup):
         assert store[i].prompt_id == len(PROMPTS)  # the crossover row of the prompt archive
         request = llm.calls[0][list(ids).index(i)]
         assert store[a].code.strip() in request.prompt and store[b].code.strip() in request.prompt
+
+
+def recombinations(a: str, b: str) -> set[str]:
+    """Every cell a crossover of ``a`` and ``b`` can write under the grammar."""
+    ops_a, ops_b = parse_arch(a), parse_arch(b)
+    choices = [sorted({ops_a[e], ops_b[e]}) for e in EDGES]
+    return {format_arch(dict(zip(EDGES, ops, strict=True))) for ops in itertools.product(*choices)}
+
+
+def test_crossover_finds_the_one_pair_left_and_asks_nothing_once_all_are_spent(setup):
+    store, network, _, _ = setup
+    add_elites(store, network, [50.0, 60.0, 70.0, 80.0])
+    pairs = list(itertools.combinations(range(4), 2))
+    children = {pair: recombinations(ARCHS[pair[0]], ARCHS[pair[1]]) for pair in pairs}
+    # One cell only the pair (2, 3) can write; every other recombination is evaluated.
+    (left,) = [
+        x for x in sorted(children[(2, 3)])
+        if not any(x in children[p] for p in pairs if p != (2, 3))
+    ][:1]  # fmt: skip
+    evaluated = set().union(*children.values()) - {left}
+    prompter = CellPrompter(mutation_prompts=PROMPTS, crossover_prompt="cross", avoid=evaluated)
+    llm = ScriptedLLM([edges_completion(left)])
+    emitter = make(LLMCrossoverEmitter, (*setup[:3], prompter), llm, batch_size=4)
+    ids = emitter.ask()
+    assert len(ids) >= 1 and {tuple(sorted(store[i].parent_ids)) for i in ids} == {(2, 3)}
+    evaluated.add(left)
+    calls = len(llm.calls)
+    assert len(emitter.ask()) == 0 and len(llm.calls) == calls  # no LLM call for duplicates
 
 
 def test_initial_emitter_seeds_then_children_then_done(setup):

@@ -14,7 +14,8 @@ class LLMCrossoverEmitter(LLMEmitterBase):
     and the crossover instruction. The crossover prompt has its own row in the prompt
     archive (the last prompt id), so its temperature follows the same curiosity and
     temperature rules as the mutation prompts. All children of one ``ask`` are sampled in
-    one LLM call; nothing is asked while the archive holds fewer than two elites.
+    one LLM call; nothing is asked while the archive holds fewer than two elites, or once
+    every pair's crossover (under a grammar) could only repeat a known network.
 
     Args:
         **kwargs: See :class:`~llmatic.emitters.LLMEmitterBase`.
@@ -31,7 +32,10 @@ class LLMCrossoverEmitter(LLMEmitterBase):
         cells = self.prompt_archive.most_curious(1, prompt_ids=[prompt_id])
         requests, meta = [], []
         for _ in range(self.batch_size):
-            a, b = self._pair(elites)
+            pair = self._pair(elites)
+            if pair is None:  # every crossover of the elites is evaluated or proposed
+                break
+            a, b = pair
             if cells:
                 _, cell_temperature, last_improved = cells[0]
                 temperature = self.temperature.next(cell_temperature, last_improved, self.rng)
@@ -40,13 +44,22 @@ class LLMCrossoverEmitter(LLMEmitterBase):
             instruction = self.prompter.crossover_prompt
             requests.append(self.prompter.crossover(a.code, b.code, instruction, temperature))
             meta.append({"parent_ids": (a.id, b.id), "prompt_id": prompt_id, "prompt": instruction})
+        if not requests:
+            return np.empty(0, dtype=object)
         return self._generate(requests, meta)
 
     def _pair(self, elites: list[int], tries: int = 8):
-        """Two distinct elites, preferring a pair whose crossover can still be new."""
+        """Two distinct elites whose crossover can still be new: ``tries`` random draws,
+        then every pair in random order; None when no pair can (the LLM would only write
+        networks that were evaluated or proposed already, at its full cost)."""
         for _ in range(tries):
             first, second = self.rng.choice(len(elites), size=2, replace=False)
             a, b = self.store[elites[first]], self.store[elites[second]]
             if self.prompter.can_vary(a.code, b.code):
-                break
-        return a, b
+                return a, b
+        pairs = [(i, j) for i in range(len(elites)) for j in range(i + 1, len(elites))]
+        for k in self.rng.permutation(len(pairs)):
+            a, b = (self.store[elites[i]] for i in pairs[k])
+            if self.prompter.can_vary(a.code, b.code):
+                return a, b
+        return None

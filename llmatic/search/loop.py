@@ -131,10 +131,24 @@ def run_search(
             iteration += 1
             ids = scheduler.ask() if next_ids is None else next_ids
             if len(ids) == 0:
-                raise RuntimeError(
-                    f"the {phase} phase proposed no candidates: the network archive is empty "
-                    "(did the seed network fail? see candidates.jsonl)"
+                if phase == "init" or scheduler.archive.empty:
+                    raise RuntimeError(
+                        f"the {phase} phase proposed no candidates: the network archive is "
+                        "empty (did the seed network fail? see candidates.jsonl)"
+                    )
+                # No operator can write a network that is not known already (crossover
+                # alone with one elite, or once every pair's children are evaluated):
+                # stop with what was found rather than fail or spin.
+                log.warning(
+                    "the %s phase has nothing new to propose (crossover alone needs two "
+                    "elites whose children are not all evaluated): the search stops at %d "
+                    "of %d evaluations",
+                    phase,
+                    evaluator.evaluations,
+                    budget,
                 )
+                iteration -= 1
+                break
             candidates = [store[i] for i in ids]
             for candidate in candidates:
                 candidate.iteration = iteration
