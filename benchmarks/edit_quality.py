@@ -20,6 +20,10 @@ Operators, all from the same parents:
   (``search.feedback_elites=K``): the prompt also shows K other cells with their
   validation accuracy, worst first: the best K of ``--feedback-pool`` random archs of the
   table (drawn per parent), as the fittest elites of an archive that size would be;
+- ``llm-history-K`` (``--history K``): the ``llm`` operator with the parent's own history
+  (``search.feedback_elites=K search.feedback_from=children``): the best K of 2K random
+  one-edge neighbours of the parent (the children a search would have evaluated), worst
+  first, then the parent, each with its validation accuracy;
 - ``random-1``: NB201's REA mutation (one edge gets a different operation,
   :func:`llmatic.spaces.nb201.mutate_arch`); ``random-2``: two of them in a row
   (the LLM's trust region of at most 2 edges; it may undo itself).
@@ -75,7 +79,7 @@ import yaml
 from llmatic.benchmarks.nasbench201 import NasBench201Table
 from llmatic.errors import CandidateError
 from llmatic.nb201.cell import EDGES, arch_to_code, parse_arch
-from llmatic.spaces.nb201 import mutate_arch
+from llmatic.spaces.nb201 import mutate_arch, neighbour_archs
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -236,6 +240,25 @@ def feedback_examples(
 
 
 # ------------------------------------------------------------------------------- summary
+
+
+def history_examples(
+    table: NasBench201Table, parents: list[tuple[str, float]], k: int, seed: int
+) -> dict[str, list[tuple[str, float]]]:
+    """Per parent: the best ``k`` of ``2k`` random one-edge neighbours (the children a
+    search would have evaluated), worst first, then the parent itself, as code with their
+    validation accuracy (what ``feedback_from=children`` shows)."""
+    out = {}
+    for i, (arch, val) in enumerate(parents):
+        rng = np.random.default_rng([seed, 11, i])
+        neighbours = neighbour_archs(arch)
+        picked = rng.choice(len(neighbours), size=min(2 * k, len(neighbours)), replace=False)
+        scored = [
+            (neighbours[j], table.value(neighbours[j], "cifar10", "val", "200")) for j in picked
+        ]
+        best = sorted(scored, key=lambda x: -x[1])[:k]
+        out[arch] = [(arch_to_code(a), v) for a, v in reversed(best)] + [(arch_to_code(arch), val)]
+    return out
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -432,6 +455,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--feedback", type=int, default=0, help="also run llm-feedback-K with K elites shown"
     )
     parser.add_argument("--feedback-pool", type=int, default=64)
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="also run llm-history-K: the parent's K best of 2K evaluated children, then it",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "edit_quality.json")
     parser.add_argument(
         "--render",
@@ -465,6 +494,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.feedback > 0:
         shown = feedback_examples(table, parents, args.feedback, args.feedback_pool, args.seed)
         label = f"llm-feedback-{args.feedback}"
+        for temperature in args.temperatures:
+            print(f"  {label} T={temperature} ...", flush=True)
+            samples[(label, temperature)] = run_llm(
+                table, parents, prompts, crossover, temperature, args.samples, True, label, shown
+            )
+    if args.history > 0:
+        shown = history_examples(table, parents, args.history, args.seed)
+        label = f"llm-history-{args.history}"
         for temperature in args.temperatures:
             print(f"  {label} T={temperature} ...", flush=True)
             samples[(label, temperature)] = run_llm(
@@ -526,6 +563,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "random_samples": args.random_samples,
         "feedback": args.feedback,
         "feedback_pool": args.feedback_pool,
+        "history": args.history,
         "temperatures": args.temperatures,
         "prompts": prompts,
         "seconds": time.perf_counter() - started,

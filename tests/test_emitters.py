@@ -101,6 +101,28 @@ def test_mutation_with_feedback_shows_other_elites_worst_first(setup):
     assert "accuracy" not in plain.llm.calls[0][0].prompt
 
 
+def test_mutation_with_the_parents_history_shows_its_best_children_then_it(setup):
+    store, network, _, _ = setup
+    (parent,) = add_elites(store, network, [60.0])
+    for k, score in enumerate([55.0, 70.0, 65.0]):  # children of the parent, evaluated
+        child = store.new("mutation", code=arch_to_code(ARCHS[k + 1]), parent_ids=(parent.id,))
+        child.status, child.objective = "evaluated", score
+    failed = store.new("mutation", code="broken", parent_ids=(parent.id,))
+    failed.status = "failed"
+    llm = ScriptedLLM([edges_completion(ARCHS[0])])
+    emitter = make(
+        LLMMutationEmitter, setup, llm, batch_size=1, feedback_elites=2, feedback_from="children"
+    )
+    emitter.ask()
+    prompt = llm.calls[0][0].prompt
+    # The two best children, worst first, then the parent with its accuracy, then the cell.
+    order = [prompt.index(f"accuracy {a} %") for a in ("65.0", "70.0", "60.0")]
+    assert order == sorted(order) and "accuracy 55.0 %" not in prompt and "broken" not in prompt
+    assert prompt.split("# The cell to edit:\n")[1].startswith(parent.code.strip())
+    with pytest.raises(ValueError, match="feedback_from"):
+        make(LLMMutationEmitter, setup, llm, batch_size=1, feedback_from="parents")
+
+
 def test_seed_only_mutation_always_edits_the_seed(setup):
     store, network, _, _ = setup
     add_elites(store, network, [10.0, 90.0, 80.0])  # candidate 0 is the first: the seed

@@ -11,10 +11,11 @@ from llmatic.emitters._baselines import (
 from llmatic.emitters._crossover import LLMCrossoverEmitter
 from llmatic.emitters._initial import LLMInitialEmitter
 from llmatic.emitters._llm_emitter import CuriosityRule, LLMEmitterBase, TemperatureRule
-from llmatic.emitters._mutation import LLMMutationEmitter
+from llmatic.emitters._mutation import FEEDBACK_SOURCES, LLMMutationEmitter
 from llmatic.emitters._state import CheckpointableEmitter
 
 __all__ = [
+    "FEEDBACK_SOURCES",
     "PARENT_POOLS",
     "CheckpointableEmitter",
     "ClassicMutationEmitter",

@@ -6,6 +6,9 @@ import numpy as np
 
 from llmatic.emitters._llm_emitter import LLMEmitterBase
 
+#: What in-context feedback shows (``LLMMutationEmitter(feedback_from=...)``).
+FEEDBACK_SOURCES = ("elites", "children")
+
 
 class LLMMutationEmitter(LLMEmitterBase):
     """Mutation by LLM, as in LLMatic.
@@ -16,22 +19,28 @@ class LLMMutationEmitter(LLMEmitterBase):
     with probability ``explore`` and while the archive is empty, a uniformly random prompt
     at the initial temperature, so that prompts the initial phase did not try still get a
     chance); its temperature moved by
-    :class:`~llmatic.emitters.TemperatureRule`. With ``feedback_elites`` > 0 the prompt
-    also shows the code of the archive's fittest other elites with their validation
-    accuracy, worst first (in-context feedback).
+    :class:`~llmatic.emitters.TemperatureRule`. With ``feedback_elites`` = K > 0 the prompt
+    also shows networks with their validation accuracy, worst first (in-context
+    feedback): the archive's K fittest other elites (``feedback_from="elites"``), or the
+    parent's own history (``"children"``): the K best of its evaluated children, then the
+    parent itself with its accuracy, so that the model sees which of its edits paid.
     All children of one ``ask`` are sampled in one LLM call.
 
     Args:
         parents_top_k: How many of the fittest elites may be parents (None: all).
         prompts_top_k: How many of the most curious prompt cells may be used.
         explore: Probability of a random prompt instead of a curious cell.
-        feedback_elites: How many other elites the prompt shows with their accuracy.
+        feedback_elites: How many networks the prompt shows with their accuracy.
+        feedback_from: ``"elites"`` (other elites) or ``"children"`` (the parent's own
+            evaluated children, then the parent).
         seed_only: Every child is a mutation of the seed network, the first candidate
             (the best-of-N ablation: sampling, no search).
         **kwargs: See :class:`~llmatic.emitters.LLMEmitterBase`.
     """
 
     operator = "mutation"
+    # From the config, which a resumed run rebuilds (and checkpoints before it lack).
+    attached = (*LLMEmitterBase.attached, "feedback_from")
 
     def __init__(
         self,
@@ -41,6 +50,7 @@ class LLMMutationEmitter(LLMEmitterBase):
         prompts_top_k: int = 3,
         explore: float = 0.1,
         feedback_elites: int = 0,
+        feedback_from: str = "elites",
         seed_only: bool = False,
         **kwargs,
     ) -> None:
@@ -54,7 +64,12 @@ class LLMMutationEmitter(LLMEmitterBase):
         self.explore = explore
         if feedback_elites < 0:
             raise ValueError(f"feedback_elites must be >= 0, got {feedback_elites}")
+        if feedback_from not in FEEDBACK_SOURCES:
+            raise ValueError(
+                f"feedback_from must be one of {FEEDBACK_SOURCES}, got {feedback_from!r}"
+            )
         self.feedback_elites = feedback_elites
+        self.feedback_from = feedback_from
         self.seed_only = seed_only
         self.num_prompts = len(self.prompter.mutation_prompts)
 
@@ -84,8 +99,20 @@ class LLMMutationEmitter(LLMEmitterBase):
         return self._generate(requests, meta)
 
     def _examples(self, parent_id: int) -> list[tuple[str, float]]:
-        """``(code, validation accuracy)`` of the fittest elites but the parent, worst first."""
+        """``(code, validation accuracy)`` of what the prompt shows, worst first: the
+        fittest elites but the parent, or the parent's best children and then the parent."""
         if not self.feedback_elites:
             return []
+        if self.feedback_from == "children":
+            children = [
+                c for c in self.store
+                if c.parent_ids == (parent_id,) and c.status == "evaluated"
+            ]  # fmt: skip
+            if not children:
+                return []
+            children.sort(key=lambda c: (-c.objective, c.id))
+            parent = self.store[parent_id]
+            shown = [(c.code, c.objective) for c in reversed(children[: self.feedback_elites])]
+            return [*shown, (parent.code, parent.objective)]
         best = [i for i in self._elite_ids() if i != parent_id][: self.feedback_elites]
         return [(self.store[i].code, self.store[i].objective) for i in reversed(best)]

@@ -404,6 +404,7 @@ def build_phases(
         prompts_top_k=search.prompts_top_k,
         explore=search.explore,
         feedback_elites=int(search.get("feedback_elites", 0)),
+        feedback_from=search.get("feedback_from", "elites"),
         seed_only=bool(search.get("seed_only", False)),
         seed=seed + 1,
         **shared,

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from llmatic.devices import resolve_device
-from llmatic.emitters import PARENT_POOLS
+from llmatic.emitters import FEEDBACK_SOURCES, PARENT_POOLS
 from llmatic.errors import ConfigError
 from llmatic.run.build import (
     BENCHMARKS,
@@ -250,6 +250,10 @@ def check_llmatic_search(search: DictConfig) -> None:
     feedback = search.get("feedback_elites", 0)
     if not isinstance(feedback, int) or feedback < 0:
         raise ConfigError(f"search.feedback_elites must be an integer >= 0, got {feedback!r}")
+    if search.get("feedback_from", "elites") not in FEEDBACK_SOURCES:
+        raise ConfigError(
+            f"search.feedback_from must be one of {FEEDBACK_SOURCES}, got {search.feedback_from!r}"
+        )
     if not isinstance(search.get("overlap", False), bool):
         raise ConfigError(f"search.overlap must be true or false, got {search.overlap!r}")
     scheduler = search.get("scheduler", "fixed")
