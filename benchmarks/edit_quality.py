@@ -66,6 +66,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -102,6 +103,12 @@ def pick_parents(
     rows = np.random.default_rng(seed).choice(pool, size=n, replace=False)
     archs = table.archs
     return [(archs[r], float(val[r])) for r in sorted(rows)]
+
+
+def named_edge(instruction: str) -> tuple[int, int] | None:
+    """The edge an instruction names (``self.edge_1_3`` -> ``(1, 3)``), if any."""
+    found = re.search(r"self\.edge_(\d)_(\d)", instruction)
+    return (int(found[1]), int(found[2])) if found else None
 
 
 def edges_changed(a: str, b: str) -> int:
@@ -214,6 +221,7 @@ def run_llm(
                     child,
                     error,
                     prompt=pid,
+                    named_edge=named_edge(prompts[pid]),
                     tokens=generation.num_tokens,
                     seconds=seconds * generation.num_tokens / tokens,
                     text=generation.text,
@@ -289,6 +297,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             statistics.fmean(none_share(r["parent"]) for r in valid) if valid else None
         ),
         "distinct_children": len({r["child"] for r in valid}),
+        # Instruction following, where the prompt names an edge: it changed in the child.
+        "named_edge_changed": sum(
+            parse_arch(r["child"])[tuple(r["named_edge"])]
+            != parse_arch(r["parent"])[tuple(r["named_edge"])]
+            for r in valid
+            if r.get("named_edge")
+        ),
+        "named_edge_children": sum(1 for r in valid if r.get("named_edge")),
         "errors": errors,
     }
     out["unchanged_rate"] = out["unchanged"] / v if v else None
@@ -392,6 +408,12 @@ def markdown(
         for r in rows
         if r["prompt"] is None and r["summary"]["errors"]
     )
+    named = "\n".join(
+        f"- {r['operator']} T={_num(r['temperature'], '.1f')}: "
+        f"{r['summary']['named_edge_changed']}/{r['summary']['named_edge_children']}"
+        for r in rows
+        if r["prompt"] is None and r["summary"].get("named_edge_children")
+    )
     prompts = "\n".join(f"- p{i}: {text}" for i, text in enumerate(meta["prompts"]))
     test_lines = "\n".join(
         f"- {t['operator']} T={t['temperature']} vs random-1: improved "
@@ -409,6 +431,7 @@ def markdown(
         + head
         + "\n".join(lines)
         + (f"\n\nInvalid samples by failure kind:\n{failures}" if failures else "")
+        + (f"\n\nThe edge the prompt names changed in the child:\n{named}" if named else "")
         + f"\n\nPrompts:\n{prompts}\n\nImproved on parent, LLM vs random-1 "
         "(small samples: read the p-values as rough):\n"
         + test_lines
@@ -461,6 +484,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=0,
         help="also run llm-history-K: the parent's K best of 2K evaluated children, then it",
     )
+    parser.add_argument(
+        "--prompts",
+        type=Path,
+        default=PROMPTS,
+        help="the mutation instructions (a conf/prompts file; default: nb201_cell.yaml)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "edit_quality.json")
     parser.add_argument(
         "--render",
@@ -477,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     load_start = os.getloadavg()
     table = NasBench201Table.load(args.table)
     parents = pick_parents(table, args.parents, args.min_val, args.max_val, args.seed)
-    config = yaml.safe_load(PROMPTS.read_text())
+    config = yaml.safe_load(args.prompts.read_text())
     prompts, crossover = list(config["mutation"]), config["crossover"]
     print(f"{len(parents)} parents, {len(prompts)} prompts", flush=True)
 
@@ -566,6 +595,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "history": args.history,
         "temperatures": args.temperatures,
         "prompts": prompts,
+        "prompts_file": str(args.prompts),
         "seconds": time.perf_counter() - started,
         "load_average_start": load_start,
         "load_average_end": os.getloadavg(),

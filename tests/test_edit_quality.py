@@ -1,4 +1,5 @@
-"""The best-of-N section of ``benchmarks/edit_quality.py``, on made-up samples."""
+"""``benchmarks/edit_quality.py``'s statistics on made-up samples: best of N per parent,
+instruction following of prompts that name an edge."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks.edit_quality import best_of, best_of_rows, main
+from benchmarks.edit_quality import best_of, best_of_rows, main, named_edge, summarise
 
 
 def sample(parent: str, parent_val: float, child_val: float | None) -> dict:
@@ -57,3 +58,18 @@ def test_render_adds_the_best_of_section_to_a_saved_result(tmp_path):
     md = path.with_suffix(".md").read_text()
     assert "Best of N = 2 per parent" in md and "| random-1 | - | 1/2 (50%) | +1.00 |" in md
     assert json.loads(path.read_text())["best_of"] == result["best_of"]
+
+
+def test_prompts_that_name_an_edge_are_checked_for_changing_it():
+    assert named_edge("Give self.edge_1_3 of the above cell a better operation.") == (1, 3)
+    assert named_edge("Improve the above cell.") is None
+    parent = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    on_edge = "|none~0|+|none~0|none~1|+|none~0|nor_conv_3x3~1|none~2|"  # edge (1, 3)
+    elsewhere = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"  # edge (0, 1)
+    rows = [
+        {"parent": parent, "parent_val": 1.0, "child": child, "child_val": 2.0,
+         "error": None, "named_edge": [1, 3]}  # as the JSON gives it back
+        for child in (on_edge, elsewhere, on_edge)
+    ]  # fmt: skip
+    summary = summarise(rows)
+    assert summary["named_edge_changed"] == 2 and summary["named_edge_children"] == 3
