@@ -239,7 +239,8 @@ class ClassicMutationEmitter(_ArchEmitterBase):
     """
 
     operator = "classic"
-    attached = (*_ArchEmitterBase.attached, "avoid")
+    # ``_neighbour_keys`` is a cache, rebuilt on demand after a resume.
+    attached = (*_ArchEmitterBase.attached, "avoid", "_neighbour_keys")
 
     def __init__(
         self,
@@ -261,6 +262,7 @@ class ClassicMutationEmitter(_ArchEmitterBase):
         self.avoid = avoid
         self.tries = tries
         self.exhausted: set[int] = set()  # ids whose whole neighbourhood is evaluated
+        self._neighbour_keys: dict[int, list[str]] = {}  # id -> its neighbours' keys
 
     def ask(self) -> np.ndarray:
         parents = self._open(elite_ids(self.archive)) if self.parents == "archive" else []
@@ -304,9 +306,13 @@ class ClassicMutationEmitter(_ArchEmitterBase):
             return True
         if not self.space.has_neighbours:
             return False
-        parent = self.store[candidate_id]
-        neighbours = self.space.neighbours(code=parent.code, key=parent.arch)
-        if all(n.key in self.avoid for n in neighbours):
+        keys = self._neighbour_keys.get(candidate_id)
+        if keys is None:  # listing renders every neighbour's code: once per network
+            parent = self.store[candidate_id]
+            keys = [n.key for n in self.space.neighbours(code=parent.code, key=parent.arch)]
+            self._neighbour_keys[candidate_id] = keys
+        if all(key in self.avoid for key in keys):
+            del self._neighbour_keys[candidate_id]
             self.exhausted.add(candidate_id)
             return True
         return False
