@@ -70,6 +70,7 @@ import re
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -343,9 +344,7 @@ def best_of_rows(samples: dict[str, list[dict[str, Any]]], n: int) -> list[dict[
     rows = []
     for key, recs in samples.items():
         operator, _, temperature = key.partition("@")
-        counts: dict[str, int] = {}
-        for r in recs:
-            counts[r["parent"]] = counts.get(r["parent"], 0) + 1
+        counts = Counter(r["parent"] for r in recs)
         if counts and min(counts.values()) >= n:
             rows.append(
                 {
