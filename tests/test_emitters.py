@@ -164,6 +164,39 @@ def test_temperature_rule_clips_and_steps():
     assert rule.next(0.12, False, rng) == 0.1
 
 
+def test_temperature_schedules_constant_and_anneal():
+    rng = np.random.default_rng(0)
+    constant = TemperatureRule(schedule="constant", initial=0.4, jitter=0.3)
+    assert constant.next(0.9, True, rng, evaluations=50) == 0.4
+    assert constant.fresh(50, rng) == 0.4
+    anneal = TemperatureRule(schedule="anneal", low=0.2, high=1.0, jitter=0.0, horizon=100)
+    # high at the start, low from the horizon on, linear between; the cell is ignored
+    assert anneal.fresh(0, rng) == pytest.approx(1.0)
+    assert anneal.next(0.3, False, rng, evaluations=50) == pytest.approx(0.6)
+    assert anneal.next(0.3, True, rng, evaluations=100) == pytest.approx(0.2)
+    assert anneal.next(0.9, True, rng, evaluations=500) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="horizon"):
+        TemperatureRule(schedule="anneal")
+    with pytest.raises(ValueError, match="schedule"):
+        TemperatureRule(schedule="cosine")
+
+
+def test_annealed_mutation_cools_with_charged_evaluations(setup):
+    store, network, prompts, _ = setup
+    add_elites(store, network, [50.0, 40.0])
+    prompts.credit([2], [0.5], [3.0], [True])
+    rule = TemperatureRule(schedule="anneal", low=0.1, high=1.0, jitter=0.0, horizon=4)
+    emitter = make(
+        LLMMutationEmitter, setup, ScriptedLLM(["x"]), batch_size=6, explore=0.5, temperature=rule
+    )
+    hot = emitter.ask()  # no evaluation charged yet: curious cell or not, T = high
+    assert {round(store[i].temperature, 3) for i in hot} == {1.0}
+    for c in list(store)[:2]:
+        c.charged = True
+    warm = emitter.ask()  # 2 of 4 charged: half way down
+    assert {round(store[i].temperature, 3) for i in warm} == {0.55}
+
+
 def test_tell_credits_curiosity_by_outcome(setup):
     store, network, prompts, _ = setup
     add_elites(store, network, [50.0])

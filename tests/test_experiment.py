@@ -135,6 +135,7 @@ def test_curiosity_was_credited(tiny_run):
         ("benchmark.archive.log10_flops_range=[6,4]", "log10_flops_range"),
         ("benchmark.seed_arch=nonsense", "seed_arch"),
         ("search.temperature.initial=2.0", "temperature"),
+        ("search.temperature.schedule=cosine", "search.temperature.schedule"),
         pytest.param("llm.device=cuda", "llm.device: .*CUDA is not available", marks=NO_CUDA),
         ("llm.device=gpu0", "llm.device: .*not a device"),
         pytest.param("benchmark.device=cuda:1", "benchmark.device: .*CUDA", marks=NO_CUDA),

@@ -11,6 +11,7 @@ import pytest
 from ribs.emitters import EmitterBase
 from test_baselines import TINY_OPS, tiny_table  # noqa: F401  (a fixture)
 from test_experiment import compose_cfg
+from test_nasbench201 import SHARED_CSV
 
 from experiments.compare import main as compare_main
 from llmatic.analysis.comparison import Run, evaluations_to_reach, load_run, reach_rank_test
@@ -509,3 +510,30 @@ def test_classic_pool_goes_on_when_every_elite_is_explored(tiny_table, tmp_path)
     summary = run_experiment(cfg, tmp_path)
     assert summary["evaluations"] == 64  # every arch of the space
     assert summary["candidates"] < 200 and summary["best"]["arch"] == optimum
+
+
+def test_annealed_temperature_cools_over_the_budget(tmp_path):
+    """Each iteration's temperature is ``high - (high - low) * charged / budget``, with the
+    evaluations charged before it (on the real table, where every child is in the space)."""
+    if not SHARED_CSV.is_file():
+        pytest.skip(f"shared NB201 table absent at {SHARED_CSV}")
+    cfg = compose_cfg(
+        "+exp=nasbench201",
+        f"benchmark.table={SHARED_CSV}",
+        "search=mutation_only",
+        "llm=scripted",
+        "search.budget=40",
+        "search.temperature.schedule=anneal",
+        "search.temperature.jitter=0.0",
+        "output.plots=false",
+    )
+    run_experiment(cfg, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run/candidates.jsonl").open()]
+    iterations = sorted({r["iteration"] for r in rows if r["temperature"] is not None})
+    assert len(iterations) >= 3
+    for iteration in iterations:
+        charged = sum(r["charged"] for r in rows if r["iteration"] < iteration)
+        expected = 1.0 - 0.9 * charged / 40
+        got = [r["temperature"] for r in rows if r["iteration"] == iteration]
+        assert got == pytest.approx([expected] * len(got)), iteration
+    assert min(r["temperature"] for r in rows if r["temperature"] is not None) < 0.6

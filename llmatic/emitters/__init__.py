@@ -10,7 +10,12 @@ from llmatic.emitters._baselines import (
 )
 from llmatic.emitters._crossover import LLMCrossoverEmitter
 from llmatic.emitters._initial import LLMInitialEmitter
-from llmatic.emitters._llm_emitter import CuriosityRule, LLMEmitterBase, TemperatureRule
+from llmatic.emitters._llm_emitter import (
+    TEMPERATURE_SCHEDULES,
+    CuriosityRule,
+    LLMEmitterBase,
+    TemperatureRule,
+)
 from llmatic.emitters._mutation import FEEDBACK_SOURCES, LLMMutationEmitter
 from llmatic.emitters._state import CheckpointableEmitter
 
@@ -27,6 +32,7 @@ __all__ = [
     "LocalSearchEmitter",
     "RandomSearchEmitter",
     "RegularizedEvolutionEmitter",
+    "TEMPERATURE_SCHEDULES",
     "TemperatureRule",
     "elite_ids",
 ]

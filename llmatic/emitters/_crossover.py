@@ -30,6 +30,7 @@ class LLMCrossoverEmitter(LLMEmitterBase):
             return np.empty(0, dtype=object)
         prompt_id = len(self.prompter.mutation_prompts)
         cells = self.prompt_archive.most_curious(1, prompt_ids=[prompt_id])
+        evaluations = self._evaluations()
         requests, meta = [], []
         for _ in range(self.batch_size):
             pair = self._pair(elites)
@@ -38,9 +39,11 @@ class LLMCrossoverEmitter(LLMEmitterBase):
             a, b = pair
             if cells:
                 _, cell_temperature, last_improved = cells[0]
-                temperature = self.temperature.next(cell_temperature, last_improved, self.rng)
+                temperature = self.temperature.next(
+                    cell_temperature, last_improved, self.rng, evaluations
+                )
             else:
-                temperature = self.temperature.initial
+                temperature = self.temperature.fresh(evaluations, self.rng)
             instruction = self.prompter.crossover_prompt
             requests.append(self.prompter.crossover(a.code, b.code, instruction, temperature))
             meta.append({"parent_ids": (a.id, b.id), "prompt_id": prompt_id, "prompt": instruction})

@@ -65,10 +65,11 @@ class LLMInitialEmitter(LLMEmitterBase):
             return np.empty(0, dtype=object)
         seed = self.store[self._seed_id]
         prompts = self.prompter.mutation_prompts
+        evaluations = self._evaluations()
         requests, meta = [], []
         for _ in range(self.batch_size):
             prompt_id = int(self.rng.integers(len(prompts)))
-            temperature = self.temperature.initial
+            temperature = self.temperature.fresh(evaluations, self.rng)
             requests.append(self.prompter.mutation(seed.code, prompts[prompt_id], temperature))
             meta.append(
                 {"parent_ids": (seed.id,), "prompt_id": prompt_id, "prompt": prompts[prompt_id]}

@@ -30,12 +30,25 @@ class CuriosityRule:
     invalid: float = -1.0  # the code failed: no code, syntax error, out of space, ...
 
 
+#: How the LLM's sampling temperature is chosen (``TemperatureRule(schedule=...)``).
+TEMPERATURE_SCHEDULES = ("adaptive", "constant", "anneal")
+
+
 @dataclass(frozen=True)
 class TemperatureRule:
-    """How a prompt cell's temperature moves: ``t' = clip(t +/- step + N(0, jitter))``.
+    """The sampling temperature of a child, by one of three schedules.
 
-    ``+step`` when the cell's last child improved the network archive, ``-step``
-    otherwise; clipped to ``[low, high]``.
+    - ``adaptive`` (LLMatic's rule): a prompt cell's temperature moves by
+      ``t' = clip(t +/- step + N(0, jitter), low, high)``, ``+step`` when the cell's last
+      child improved the network archive, ``-step`` otherwise; a prompt with no cell yet
+      starts at ``initial``.
+    - ``constant``: always ``initial`` (the ablation of the temperature axis).
+    - ``anneal``: ``high`` at the first evaluation down to ``low`` at ``horizon``
+      evaluations, linearly (wide samples early, near the parent late), plus
+      ``N(0, jitter)``, clipped to ``[low, high]``; the cell's own history is ignored.
+
+    Args:
+        horizon: Charged evaluations over which ``anneal`` cools (the search's budget).
     """
 
     step: float = 0.05
@@ -43,10 +56,43 @@ class TemperatureRule:
     low: float = 0.1
     high: float = 1.0
     initial: float = 0.6
+    schedule: str = "adaptive"
+    horizon: int | None = None
 
-    def next(self, temperature: float, last_improved: bool, rng: np.random.Generator) -> float:
+    def __post_init__(self) -> None:
+        if self.schedule not in TEMPERATURE_SCHEDULES:
+            raise ValueError(
+                f"schedule must be one of {TEMPERATURE_SCHEDULES}, got {self.schedule!r}"
+            )
+        if self.schedule == "anneal" and (self.horizon is None or self.horizon < 1):
+            raise ValueError(f"schedule='anneal' needs a horizon >= 1, got {self.horizon}")
+
+    def fresh(self, evaluations: int, rng: np.random.Generator) -> float:
+        """The temperature of a prompt taken without a cell (random, or none yet)."""
+        if self.schedule != "anneal":
+            return self.initial
+        return self._annealed(evaluations, rng)
+
+    def next(
+        self,
+        temperature: float,
+        last_improved: bool,
+        rng: np.random.Generator,
+        evaluations: int = 0,
+    ) -> float:
+        """The temperature of a child of a prompt cell at ``temperature``, after
+        ``evaluations`` charged evaluations of the search."""
+        if self.schedule == "constant":
+            return self.initial
+        if self.schedule == "anneal":
+            return self._annealed(evaluations, rng)
         moved = temperature + (self.step if last_improved else -self.step)
         return float(np.clip(moved + rng.normal(0.0, self.jitter), self.low, self.high))
+
+    def _annealed(self, evaluations: int, rng: np.random.Generator) -> float:
+        progress = min(1.0, max(0.0, evaluations / self.horizon))
+        centre = self.high + (self.low - self.high) * progress
+        return float(np.clip(centre + rng.normal(0.0, self.jitter), self.low, self.high))
 
 
 class LLMEmitterBase(CheckpointableEmitter, EmitterBase):
@@ -160,6 +206,12 @@ class LLMEmitterBase(CheckpointableEmitter, EmitterBase):
             deltas.append(delta)
             improved.append(entered)
         self.prompt_archive.credit(prompt_ids, temperatures, deltas, improved)
+
+    def _evaluations(self) -> int:
+        """Charged evaluations so far (what an annealed temperature cools with)."""
+        if self.temperature.schedule != "anneal":
+            return 0
+        return sum(c.charged for c in self.store)
 
     def _elite_ids(self, k: int | None = None) -> list[int]:
         """Candidate ids of the network archive's elites, best first (top ``k``).

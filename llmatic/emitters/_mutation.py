@@ -18,8 +18,8 @@ class LLMMutationEmitter(LLMEmitterBase):
     uniformly from the ``prompts_top_k`` most curious cells of the prompt archive (or,
     with probability ``explore`` and while the archive is empty, a uniformly random prompt
     at the initial temperature, so that prompts the initial phase did not try still get a
-    chance); its temperature moved by
-    :class:`~llmatic.emitters.TemperatureRule`. With ``feedback_elites`` = K > 0 the prompt
+    chance); its temperature set by :class:`~llmatic.emitters.TemperatureRule` (LLMatic's
+    rule moves the cell's temperature). With ``feedback_elites`` = K > 0 the prompt
     also shows networks with their validation accuracy, worst first (in-context
     feedback): the archive's K fittest other elites (``feedback_from="elites"``), or the
     parent's own history (``"children"``): the K best of its evaluated children, then the
@@ -83,15 +83,18 @@ class LLMMutationEmitter(LLMEmitterBase):
         cells = self.prompt_archive.most_curious(
             self.prompts_top_k, prompt_ids=range(self.num_prompts)
         )
+        evaluations = self._evaluations()
         requests, meta = [], []
         for _ in range(self.batch_size):
             parent = self.store[parents[self.rng.integers(len(parents))]]
             if not cells or self.rng.random() < self.explore:
                 prompt_id = int(self.rng.integers(self.num_prompts))
-                temperature = self.temperature.initial
+                temperature = self.temperature.fresh(evaluations, self.rng)
             else:
                 prompt_id, cell_temperature, last_improved = cells[self.rng.integers(len(cells))]
-                temperature = self.temperature.next(cell_temperature, last_improved, self.rng)
+                temperature = self.temperature.next(
+                    cell_temperature, last_improved, self.rng, evaluations
+                )
             instruction = self.prompter.mutation_prompts[prompt_id]
             examples = self._examples(parent.id)
             requests.append(self.prompter.mutation(parent.code, instruction, temperature, examples))

@@ -385,7 +385,7 @@ def build_phases(
         "llm": llm,
         "prompter": prompter,
         "curiosity": CuriosityRule(**search.curiosity),
-        "temperature": TemperatureRule(**search.temperature),
+        "temperature": TemperatureRule(**search.temperature, horizon=search.budget),
     }
     initial = LLMInitialEmitter(
         network_archive,

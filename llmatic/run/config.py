@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from llmatic.devices import resolve_device
-from llmatic.emitters import FEEDBACK_SOURCES, PARENT_POOLS
+from llmatic.emitters import FEEDBACK_SOURCES, PARENT_POOLS, TEMPERATURE_SCHEDULES
 from llmatic.errors import ConfigError
 from llmatic.run.build import (
     BENCHMARKS,
@@ -226,6 +226,11 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(
                 "search.temperature needs 0 < low <= initial <= high, "
                 f"got {t.low}, {t.initial}, {t.high}"
+            )
+        if t.get("schedule", "adaptive") not in TEMPERATURE_SCHEDULES:
+            raise ConfigError(
+                f"search.temperature.schedule must be one of {TEMPERATURE_SCHEDULES}, "
+                f"got {t.schedule!r}"
             )
         if not cfg.prompts.mutation:
             raise ConfigError("prompts.mutation must list at least one instruction")
