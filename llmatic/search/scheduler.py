@@ -96,18 +96,44 @@ class EvaluatedOnlyBanditScheduler(BanditScheduler):
         return list(self.emitter_pool)
 
     def ask(self) -> np.ndarray:
-        """pyribs' ``ask``; an active emitter with nothing to propose (crossover with one
-        elite) counts as one unsuccessful selection, and the choice is made again."""
-        for _ in range(len(self.emitter_pool)):
-            # pyribs' UCB1 takes log(total successes): log(0) before the pool's first
-            # success is harmless (untried emitters go first), not worth a warning.
-            with np.errstate(divide="ignore", invalid="ignore"):
-                solutions = super().ask()
-            if len(solutions):
-                return solutions
+        """pyribs' ``ask``; an active emitter with nothing to propose (crossover whose
+        elites' children are all evaluated) counts as one unsuccessful selection, and the
+        next emitters by UCB1 that were not tried in this ``ask`` are asked instead, until
+        one proposes something or every emitter was tried (the search then ends)."""
+        # pyribs' UCB1 takes log(total successes): log(0) before the pool's first
+        # success is harmless (untried emitters go first), not worth a warning.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            solutions = super().ask()
+        tried = np.zeros(len(self._emitter_pool), dtype=bool)
+        while not len(solutions):
             self._selection[self._active_arr] += 1
-            self._last_called = "tell"
+            tried |= self._active_arr
+            if tried.all():
+                break
+            ranked = [i for i in np.argsort(self._ucb1(), kind="stable")[::-1] if not tried[i]]
+            self._active_arr[:] = False
+            self._active_arr[ranked[: self._num_active]] = True
+            solutions = self._ask_active()
         return solutions
+
+    def _ucb1(self) -> np.ndarray:
+        """pyribs' UCB1 score per emitter of the pool (inf: never selected)."""
+        score = np.full(len(self._emitter_pool), np.inf)
+        selected = self._selection != 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score[selected] = self._success[selected] / self._selection[
+                selected
+            ] + self._zeta * np.sqrt(np.log(self._success.sum()) / self._selection[selected])
+        return score
+
+    def _ask_active(self) -> np.ndarray:
+        """The active emitters' ``ask``, recorded for ``tell`` as pyribs' ``ask`` does."""
+        batches = []
+        for i in np.where(self._active_arr)[0]:
+            batches.append(self._emitter_pool[i].ask())
+            self._num_emitted[i] = len(batches[-1])
+        self._cur_solutions = np.concatenate(batches, axis=0)
+        return self._cur_solutions
 
     def selection_report(self) -> list[dict]:
         """Per emitter of the pool: candidates asked (``selected``) and their successes
