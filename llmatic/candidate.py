@@ -104,6 +104,11 @@ class CandidateStore:
     def __iter__(self):
         return iter(self._candidates)
 
+    @property
+    def evaluations(self) -> int:
+        """Charged evaluations so far: the candidates that cost one unit of the budget."""
+        return sum(c.charged for c in self._candidates)
+
     def state_dict(self) -> dict:
         """Every candidate and how many of them are in the file (for a checkpoint).
 

@@ -178,7 +178,7 @@ def summarize_operators(store: CandidateStore) -> dict[str, dict]:
     many of its evaluations set a new best validation accuracy of the run.
     """
     report: dict[str, dict] = {}
-    charged_total = sum(c.charged for c in store)
+    charged_total = store.evaluations
     best = float("-inf")
     for candidate in store:  # creation order = evaluation order
         row = report.setdefault(

@@ -30,7 +30,7 @@ class LLMCrossoverEmitter(LLMEmitterBase):
             return np.empty(0, dtype=object)
         prompt_id = len(self.prompter.mutation_prompts)
         cells = self.prompt_archive.most_curious(1, prompt_ids=[prompt_id])
-        evaluations = self._evaluations()
+        evaluations = self.store.evaluations  # what an annealed temperature cools with
         requests, meta = [], []
         for _ in range(self.batch_size):
             pair = self._pair(elites)

@@ -65,7 +65,7 @@ class LLMInitialEmitter(LLMEmitterBase):
             return np.empty(0, dtype=object)
         seed = self.store[self._seed_id]
         prompts = self.prompter.mutation_prompts
-        evaluations = self._evaluations()
+        evaluations = self.store.evaluations  # what an annealed temperature cools with
         requests, meta = [], []
         for _ in range(self.batch_size):
             prompt_id = int(self.rng.integers(len(prompts)))

@@ -207,12 +207,6 @@ class LLMEmitterBase(CheckpointableEmitter, EmitterBase):
             improved.append(entered)
         self.prompt_archive.credit(prompt_ids, temperatures, deltas, improved)
 
-    def _evaluations(self) -> int:
-        """Charged evaluations so far (what an annealed temperature cools with)."""
-        if self.temperature.schedule != "anneal":
-            return 0
-        return sum(c.charged for c in self.store)
-
     def _elite_ids(self, k: int | None = None) -> list[int]:
         """Candidate ids of the network archive's elites, best first (top ``k``).
 

@@ -83,7 +83,7 @@ class LLMMutationEmitter(LLMEmitterBase):
         cells = self.prompt_archive.most_curious(
             self.prompts_top_k, prompt_ids=range(self.num_prompts)
         )
-        evaluations = self._evaluations()
+        evaluations = self.store.evaluations  # what an annealed temperature cools with
         requests, meta = [], []
         for _ in range(self.batch_size):
             parent = self.store[parents[self.rng.integers(len(parents))]]
