@@ -497,6 +497,11 @@ def test_rank_test_of_evaluations_to_target_censors_at_the_shorter_runs():
         ("classic_pool", "classic_pool", {"mutation": 0, "crossover": 0, "classic": 4}),
         ("classic_elitist", "classic_elitist", {"mutation": 0, "crossover": 0, "classic": 4}),
         ("llmatic_bandit", "llmatic_bandit", {"mutation": 6, "crossover": 2, "classic": 4}),
+        (
+            "llmatic_bandit_best",
+            "llmatic_bandit_best",
+            {"mutation": 6, "crossover": 2, "classic": 4},
+        ),
     ],
 )
 def test_ablation_configs_build_their_pools(search, label, sizes, table):
@@ -527,7 +532,7 @@ def test_ablation_configs_build_their_pools(search, label, sizes, table):
     pools = {e.parents for e in main.emitters if e.operator == "classic"}
     assert pools == (
         {"evaluated"}
-        if search == "classic_elitist"
+        if search in ("classic_elitist", "llmatic_bandit_best")
         else {"archive"}
         if "classic" in sizes
         else set()
