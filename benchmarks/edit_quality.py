@@ -24,6 +24,9 @@ Operators, all from the same parents:
   (``search.feedback_elites=K search.feedback_from=children``): the best K of 2K random
   one-edge neighbours of the parent (the children a search would have evaluated), worst
   first, then the parent, each with its validation accuracy;
+- ``llm-1edge`` (``--one-edge``): the ``llm`` operator with a trust region of one edge
+  (``search.max_changes=1``): the model still chooses which edge changes and to what,
+  which is exactly the choice ``random-1`` makes at random;
 - ``random-1``: NB201's REA mutation (one edge gets a different operation,
   :func:`llmatic.spaces.nb201.mutate_arch`); ``random-2``: two of them in a row
   (the LLM's trust region of at most 2 edges; it may undo itself).
@@ -167,8 +170,12 @@ def run_llm(
     constrained: bool,
     label: str,
     examples: dict[str, list[tuple[str, float]]] | None = None,
+    max_changes: int = 2,
 ) -> list[dict[str, Any]]:
-    """Samples ``samples`` mutations per parent; each sample's prompt cycles through ``prompts``."""
+    """Samples ``samples`` mutations per parent; each sample's prompt cycles through ``prompts``.
+
+    Under the grammar a child changes 1 to ``max_changes`` edges of its parent.
+    """
     from llmatic.llm.transformers_backend import TransformersLLM
     from llmatic.nb201.inspect import inspect_cell
     from llmatic.nb201.prompts import STOP, CellPrompter
@@ -180,7 +187,7 @@ def run_llm(
         prompt_format="completion",
         constrained=constrained,
         min_changes=1,
-        max_changes=2,
+        max_changes=max_changes,
     )
     # One backend per setting (the model itself is loaded once per process): each
     # setting's samples do not depend on which settings ran before it.
@@ -484,6 +491,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="also run llm-history-K: the parent's K best of 2K evaluated children, then it",
     )
     parser.add_argument(
+        "--one-edge",
+        action="store_true",
+        help="also run llm-1edge: the grammar lets the model change exactly one edge",
+    )
+    parser.add_argument(
         "--prompts",
         type=Path,
         default=PROMPTS,
@@ -534,6 +546,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"  {label} T={temperature} ...", flush=True)
             samples[(label, temperature)] = run_llm(
                 table, parents, prompts, crossover, temperature, args.samples, True, label, shown
+            )
+    if args.one_edge:
+        for temperature in args.temperatures:
+            print(f"  llm-1edge T={temperature} ...", flush=True)
+            samples[("llm-1edge", temperature)] = run_llm(
+                table,
+                parents,
+                prompts,
+                crossover,
+                temperature,
+                args.samples,
+                True,
+                "llm-1edge",
+                max_changes=1,
             )
     if args.unconstrained_samples > 0:
         temperature = args.temperatures[0]
@@ -592,6 +618,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "feedback": args.feedback,
         "feedback_pool": args.feedback_pool,
         "history": args.history,
+        "one_edge": args.one_edge,
         "temperatures": args.temperatures,
         "prompts": prompts,
         "prompts_file": str(args.prompts),

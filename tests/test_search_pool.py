@@ -502,6 +502,11 @@ def test_rank_test_of_evaluations_to_target_censors_at_the_shorter_runs():
             "llmatic_bandit_best",
             {"mutation": 6, "crossover": 2, "classic": 4},
         ),
+        (
+            "llmatic_bandit_best_1edge",
+            "llmatic_bandit_best_1edge",
+            {"mutation": 6, "crossover": 2, "classic": 4},
+        ),
     ],
 )
 def test_ablation_configs_build_their_pools(search, label, sizes, table):
@@ -515,6 +520,9 @@ def test_ablation_configs_build_their_pools(search, label, sizes, table):
     validate_config(cfg)
     assert cfg.search.label == label and cfg.run_name.endswith(f"_{label}_seed0")
     space = build_space(cfg)
+    assert space.max_changes == (
+        1 if search.endswith("_1edge") else 6 if search == "best_of_n" else 2
+    )
     evaluator = Evaluator(space=space, sandbox=None, benchmark=None)
     phases, _, _ = build_phases(
         cfg,
@@ -532,7 +540,7 @@ def test_ablation_configs_build_their_pools(search, label, sizes, table):
     pools = {e.parents for e in main.emitters if e.operator == "classic"}
     assert pools == (
         {"evaluated"}
-        if search in ("classic_elitist", "llmatic_bandit_best")
+        if search in ("classic_elitist", "llmatic_bandit_best", "llmatic_bandit_best_1edge")
         else {"archive"}
         if "classic" in sizes
         else set()
