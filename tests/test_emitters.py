@@ -82,6 +82,25 @@ def test_mutation_uses_top_k_parents_and_one_llm_call(setup):
     assert store[ids[0]].prompt in request.prompt
 
 
+def test_mutation_over_evaluated_networks_takes_a_cells_runner_up_as_parent(setup):
+    store, network, prompts, _ = setup
+    elites = add_elites(store, network, [10.0, 90.0, 80.0])
+    # The fittest network lost its cell to nobody: it is evaluated but no elite (as a
+    # runner-up whose cell holds a better network would be, for the archive's parents).
+    runner_up = store.new("mutation", code=arch_to_code(ARCHS[3]))
+    runner_up.status, runner_up.objective, runner_up.arch = "evaluated", 95.0, ARCHS[3]
+
+    def parents_of(pool: str) -> set[int]:
+        llm = ScriptedLLM([edges_completion(ARCHS[0])])
+        emitter = make(LLMMutationEmitter, setup, llm, batch_size=8, parents_top_k=1, parents=pool)
+        return {store[i].parent_ids[0] for i in emitter.ask()}
+
+    assert parents_of("archive") == {elites[1].id}
+    assert parents_of("evaluated") == {runner_up.id}
+    with pytest.raises(ValueError, match="parents must be one of"):
+        parents_of("population")
+
+
 def test_mutation_with_feedback_shows_other_elites_worst_first(setup):
     store, network, prompts, _ = setup
     elites = add_elites(store, network, [10.0, 90.0, 80.0, 70.0])

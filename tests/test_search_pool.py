@@ -353,6 +353,7 @@ def test_operator_report_counts_shares_and_better_than_parent():
         (("search.classic_batch_size=-1",), "classic_batch_size"),
         (("search.parents_top_k=0",), "parents_top_k"),
         (("search.classic_parents=population",), "classic_parents"),
+        (("search.mutation_parents=population",), "mutation_parents"),
         (("search=llmatic_bandit", "search.bandit.reward=parent"), "bandit.reward"),
         (("search.feedback_from=parents",), "feedback_from"),
         (("search.overlap=true",), "checkpoint_every > 1"),

@@ -214,13 +214,17 @@ class LLMEmitterBase(CheckpointableEmitter, EmitterBase):
         neighbourhood is exhausted) are passed over for the next best, so that a search
         whose best networks stay the same does not spend its samples on duplicates.
         """
-        ids = elite_ids(self.archive)
+        return self._open_ids(elite_ids(self.archive), k)
+
+    def _open_ids(self, ranked: list[int], k: int | None) -> list[int]:
+        """The first ``k`` ids of ``ranked`` that the prompter can still vary (all of
+        ``ranked`` with ``k`` None; its first ``k`` when none can be varied)."""
         if k is None:
-            return ids
+            return ranked
         open_ids = []
-        for i in ids:
+        for i in ranked:
             if len(open_ids) == k:
                 break
             if self.prompter.can_vary(self.store[i].code):
                 open_ids.append(i)
-        return open_ids or ids[:k]
+        return open_ids or ranked[:k]

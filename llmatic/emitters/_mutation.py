@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from llmatic.emitters._baselines import PARENT_POOLS
 from llmatic.emitters._llm_emitter import LLMEmitterBase
 
 #: What in-context feedback shows (``LLMMutationEmitter(feedback_from=...)``).
@@ -14,20 +15,25 @@ class LLMMutationEmitter(LLMEmitterBase):
     """Mutation by LLM, as in LLMatic.
 
     Each child: a parent drawn uniformly from the ``parents_top_k`` fittest elites of the
-    network archive (None: from every elite, the whole archive); a prompt cell drawn
-    uniformly from the ``prompts_top_k`` most curious cells of the prompt archive (or,
-    with probability ``explore`` and while the archive is empty, a uniformly random prompt
-    at the initial temperature, so that prompts the initial phase did not try still get a
-    chance); its temperature set by :class:`~llmatic.emitters.TemperatureRule` (LLMatic's
-    rule moves the cell's temperature). With ``feedback_elites`` = K > 0 the prompt
-    also shows networks with their validation accuracy, worst first (in-context
-    feedback): the archive's K fittest other elites (``feedback_from="elites"``), or the
-    parent's own history (``"children"``): the K best of its evaluated children, then the
-    parent itself with its accuracy, so that the model sees which of its edits paid.
+    network archive (None: from every elite, the whole archive), or with
+    ``parents="evaluated"`` from the fittest evaluated networks (an elitist population:
+    a cell's runners-up stay parents), passing over those the prompter cannot vary; a
+    prompt cell drawn uniformly from the ``prompts_top_k`` most curious cells of the
+    prompt archive (or, with probability ``explore`` and while the archive is empty, a
+    uniformly random prompt at the initial temperature, so that prompts the initial phase
+    did not try still get a chance); its temperature set by
+    :class:`~llmatic.emitters.TemperatureRule` (LLMatic's rule moves the cell's
+    temperature). With ``feedback_elites`` = K > 0 the prompt also shows networks with
+    their validation accuracy, worst first (in-context feedback): the archive's K fittest
+    other elites (``feedback_from="elites"``), or the parent's own history
+    (``"children"``): the K best of its evaluated children, then the parent itself with
+    its accuracy, so that the model sees which of its edits paid.
     All children of one ``ask`` are sampled in one LLM call.
 
     Args:
         parents_top_k: How many of the fittest elites may be parents (None: all).
+        parents: ``"archive"`` (the fittest elites) or ``"evaluated"`` (the fittest
+            evaluated networks).
         prompts_top_k: How many of the most curious prompt cells may be used.
         explore: Probability of a random prompt instead of a curious cell.
         feedback_elites: How many networks the prompt shows with their accuracy.
@@ -40,13 +46,14 @@ class LLMMutationEmitter(LLMEmitterBase):
 
     operator = "mutation"
     # From the config, which a resumed run rebuilds (and checkpoints before it lack).
-    attached = (*LLMEmitterBase.attached, "feedback_from")
+    attached = (*LLMEmitterBase.attached, "feedback_from", "parents")
 
     def __init__(
         self,
         archive,
         *,
         parents_top_k: int | None = 3,
+        parents: str = "archive",
         prompts_top_k: int = 3,
         explore: float = 0.1,
         feedback_elites: int = 0,
@@ -59,7 +66,10 @@ class LLMMutationEmitter(LLMEmitterBase):
             raise ValueError("parents_top_k (or None) and prompts_top_k must be >= 1")
         if not 0.0 <= explore <= 1.0:
             raise ValueError(f"explore must be in [0, 1], got {explore}")
+        if parents not in PARENT_POOLS:
+            raise ValueError(f"parents must be one of {PARENT_POOLS}, got {parents!r}")
         self.parents_top_k = parents_top_k
+        self.parents = parents
         self.prompts_top_k = prompts_top_k
         self.explore = explore
         if feedback_elites < 0:
@@ -75,7 +85,12 @@ class LLMMutationEmitter(LLMEmitterBase):
 
     def ask(self) -> np.ndarray:
         """Returns ``(n,)`` candidate ids, ``n <= batch_size`` (0 while the archive is empty)."""
-        parents = self._elite_ids(self.parents_top_k)
+        if self.parents == "evaluated" and len(self.archive):
+            ranked = [c for c in self.store if c.status == "evaluated" and c.objective is not None]
+            ranked.sort(key=lambda c: (-c.objective, c.id))
+            parents = self._open_ids([c.id for c in ranked], self.parents_top_k)
+        else:
+            parents = self._elite_ids(self.parents_top_k)
         if self.seed_only and parents:  # the seed was evaluated: it is the first candidate
             parents = [0]
         if not parents or self.batch_size == 0:

@@ -401,6 +401,7 @@ def build_phases(
         network_archive,
         batch_size=num_mutation,
         parents_top_k=search.parents_top_k,
+        parents=search.get("mutation_parents", "archive"),
         prompts_top_k=search.prompts_top_k,
         explore=search.explore,
         feedback_elites=int(search.get("feedback_elites", 0)),

@@ -245,10 +245,11 @@ def check_llmatic_search(search: DictConfig) -> None:
         value = search.get(key, 1)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ConfigError(f"search.{key} must be an integer >= 1 or null (all), got {value!r}")
-    if search.get("classic_parents", "archive") not in PARENT_POOLS:
-        raise ConfigError(
-            f"search.classic_parents must be one of {PARENT_POOLS}, got {search.classic_parents!r}"
-        )
+    for key in ("mutation_parents", "classic_parents"):
+        if search.get(key, "archive") not in PARENT_POOLS:
+            raise ConfigError(
+                f"search.{key} must be one of {PARENT_POOLS}, got {search.get(key)!r}"
+            )
     random_seeds = search.get("random_seeds", 0)
     if not isinstance(random_seeds, int) or random_seeds < 0:
         raise ConfigError(f"search.random_seeds must be an integer >= 0, got {random_seeds!r}")
