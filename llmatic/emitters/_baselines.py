@@ -29,7 +29,15 @@ def elite_ids(archive: GridArchive) -> list[int]:
     return [int(data["solution"][i]) for i in order]
 
 
-#: Where :class:`ClassicMutationEmitter` draws its parents from.
+def evaluated_ids(store: CandidateStore) -> list[int]:
+    """Candidate ids of every evaluated network, best objective first (ties: oldest first)."""
+    evaluated = [c for c in store if c.status == "evaluated" and c.arch and c.objective is not None]
+    evaluated.sort(key=lambda c: (-c.objective, c.id))
+    return [c.id for c in evaluated]
+
+
+#: Where the mutation emitters (classic and LLM) draw their parents from: the archive's
+#: elites, or every evaluated network.
 PARENT_POOLS = ("archive", "evaluated")
 
 
@@ -270,9 +278,7 @@ class ClassicMutationEmitter(_ArchEmitterBase):
             # Every elite's neighbourhood is evaluated (a small archive fills early), or
             # the parents are the whole population: the fittest evaluated networks that
             # still have new neighbours.
-            evaluated = [c for c in self.store if c.status == "evaluated" and c.arch]
-            evaluated.sort(key=lambda c: (-c.objective, c.id))
-            parents = self._open([c.id for c in evaluated]) or elite_ids(self.archive)[:1]
+            parents = self._open(evaluated_ids(self.store)) or elite_ids(self.archive)[:1]
         if not parents:
             return np.empty(0, dtype=object)
         networks, parent_ids, keys = [], [], set()

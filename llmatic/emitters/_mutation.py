@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmatic.emitters._baselines import PARENT_POOLS
+from llmatic.emitters._baselines import PARENT_POOLS, evaluated_ids
 from llmatic.emitters._llm_emitter import LLMEmitterBase
 
 #: What in-context feedback shows (``LLMMutationEmitter(feedback_from=...)``).
@@ -86,9 +86,7 @@ class LLMMutationEmitter(LLMEmitterBase):
     def ask(self) -> np.ndarray:
         """Returns ``(n,)`` candidate ids, ``n <= batch_size`` (0 while the archive is empty)."""
         if self.parents == "evaluated" and len(self.archive):
-            ranked = [c for c in self.store if c.status == "evaluated" and c.objective is not None]
-            ranked.sort(key=lambda c: (-c.objective, c.id))
-            parents = self._open_ids([c.id for c in ranked], self.parents_top_k)
+            parents = self._open_ids(evaluated_ids(self.store), self.parents_top_k)
         else:
             parents = self._elite_ids(self.parents_top_k)
         if self.seed_only and parents:  # the seed was evaluated: it is the first candidate
