@@ -508,6 +508,11 @@ def test_rank_test_of_evaluations_to_target_censors_at_the_shorter_runs():
             "llmatic_bandit_best_1edge",
             {"mutation": 6, "crossover": 2, "classic": 4},
         ),
+        (
+            "llmatic_bandit_elitist_1edge",
+            "llmatic_bandit_elitist_1edge",
+            {"mutation": 6, "crossover": 2, "classic": 4},
+        ),
     ],
 )
 def test_ablation_configs_build_their_pools(search, label, sizes, table):
@@ -538,10 +543,12 @@ def test_ablation_configs_build_their_pools(search, label, sizes, table):
     assert {e.operator: e.batch_size for e in main.emitters if e.batch_size} == {
         op: size for op, size in sizes.items() if size
     }
+    mutation_parents = {e.parents for e in main.emitters if e.operator == "mutation"}
+    assert mutation_parents == ({"evaluated"} if "elitist_1edge" in search else {"archive"})
     pools = {e.parents for e in main.emitters if e.operator == "classic"}
     assert pools == (
         {"evaluated"}
-        if search in ("classic_elitist", "llmatic_bandit_best", "llmatic_bandit_best_1edge")
+        if search in ("classic_elitist", "llmatic_bandit_best") or search.endswith("_1edge")
         else {"archive"}
         if "classic" in sizes
         else set()
