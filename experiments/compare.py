@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         help="NAS-Bench-201 table for the evaluations-to-target section "
         "(default: each run's benchmark.table)",
     )
+    parser.add_argument(
+        "--settled",
+        action="store_true",
+        help="count a NAS-Bench-201 run shorter than a budget at that budget when it had "
+        "already evaluated the table's best-validation architecture (marked 'settled')",
+    )
     args = parser.parse_args(argv)
     try:
         result = compare(
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             baselines=args.baselines,
             anchors=args.anchors,
             table=args.table,
+            settled=args.settled,
         )
     except (NoRunsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

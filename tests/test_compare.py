@@ -17,11 +17,13 @@ from scipy.stats import mannwhitneyu
 from experiments.compare import main
 from llmatic.analysis.comparison import (
     NoRunsError,
+    accuracy_table,
     best_so_far_index,
     compare,
     load_run,
     load_runs,
     published_for,
+    results_frame,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,6 +190,40 @@ def test_budget_counts_only_charged_evaluations(tmp_path):
     assert run.select(2).test == 76.0 and run.select(2).evaluation == 2
     assert run.select(3).test == 91.0
     assert run.select(4) is None  # fewer than 4 evaluations: no value
+
+
+def test_a_short_run_that_found_the_best_validation_is_settled_only_on_request(tmp_path):
+    found = load_run(
+        write_run(
+            tmp_path,
+            method="llmatic",
+            seed=0,
+            budget=2,
+            candidates=[evaluated(70.0, 71.0), evaluated(90.0, 88.0)],
+        )
+    )
+    not_found = load_run(
+        write_run(
+            tmp_path,
+            method="llmatic",
+            seed=1,
+            budget=2,
+            candidates=[evaluated(70.0, 71.0), evaluated(89.0, 93.0)],
+        )
+    )
+    assert found.select(5) is None  # nothing is carried without a target
+    carried = found.select(5, target=90.0)
+    assert (carried.test, carried.evaluation, carried.settled) == (88.0, 2, True)
+    assert not found.select(2, target=90.0).settled  # inside the run: measured
+    assert not_found.select(5, target=90.0) is None  # 89 < 90: a later one could win
+
+    frame = results_frame([found, not_found], [2, 5], {"cifar10": 90.0})
+    at_5 = frame[frame["budget"] == 5].set_index("seed")
+    assert at_5.loc[0, "test"] == 88.0 and bool(at_5.loc[0, "settled"])
+    assert math.isnan(at_5.loc[1, "test"]) and not bool(at_5.loc[1, "settled"])
+    table = accuracy_table(frame, "test", ["llmatic"], [2, 5])
+    assert "| llmatic | 90.50 ± 3.54 (n=2) | 88.00 (n=1; 1 run short; 1 settled) |" in table
+    assert results_frame([found], [5])["test"].isna().all()  # off by default
 
 
 def test_best_so_far_index_ignores_nan_and_keeps_earliest_tie():

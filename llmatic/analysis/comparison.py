@@ -4,7 +4,10 @@ For a run and a budget ``b`` (charged evaluations), the reported architecture is
 with the best *validation* accuracy among the run's first ``b`` charged evaluations (ties:
 the earliest), and the reported number is *its test* accuracy. Test accuracy never selects.
 A run that made fewer than ``b`` evaluations has no value at ``b``; tables say how many
-runs fell short instead of dropping them silently.
+runs fell short instead of dropping them silently. The one exception, on request
+(``settled=True``): a NAS-Bench-201 run that had already evaluated the table's
+best-validation architecture reports that architecture at every larger budget, since
+no later evaluation can displace it; such values are marked *settled* (derived, not run).
 
 ``python -m experiments.compare MULTIRUN_DIR ...`` is the command line; :func:`compare`
 does the work and writes ``comparison.md``, ``comparison.csv``,
@@ -16,8 +19,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib
@@ -47,6 +50,7 @@ CSV_COLUMNS = (
     "test",
     "found_at_evaluation",
     "evaluations",
+    "settled",
     *COST_COLUMNS,
     "run_dir",
 )
@@ -132,14 +136,25 @@ class Run:
         """Test accuracy (%) of the best-by-validation architecture after 1, 2, ... evaluations."""
         return _take(self.test, self.best_index)
 
-    def select(self, budget: int) -> Selection | None:
+    def select(self, budget: int, *, target: float | None = None) -> Selection | None:
         """The best-by-validation architecture of the first ``budget`` evaluations.
 
+        Args:
+            budget: Charged evaluations.
+            target: The benchmark's best validation accuracy (%), where it is known. A run
+                shorter than ``budget`` that had reached it is *settled*: a later tie does
+                not replace the earlier architecture and nothing beats it, so at
+                ``budget`` it would report what it reports at its end.
+
         Returns:
-            None when the run made fewer than ``budget`` evaluations.
+            None when the run made fewer than ``budget`` evaluations and is not settled.
         """
-        if budget < 1 or self.evaluations < budget:
+        if budget < 1:
             return None
+        if self.evaluations < budget:
+            if target is None or evaluations_to_reach(self, target) is None:
+                return None
+            return replace(self.select(self.evaluations), settled=True)
         index = int(self.best_index[budget - 1])
         if index < 0:  # none of the first ``budget`` evaluations has a validation accuracy
             return Selection(val=math.nan, test=math.nan, evaluation=None)
@@ -156,11 +171,13 @@ class Selection:
         val: Validation accuracy (%) of the selected architecture.
         test: Its test accuracy (%); NaN when the run did not record one.
         evaluation: Its evaluation number (1-based), None when nothing could be selected.
+        settled: Derived for a budget beyond the run's end (see :meth:`Run.select`).
     """
 
     val: float
     test: float
     evaluation: int | None
+    settled: bool = False
 
 
 @dataclass(frozen=True)
@@ -367,15 +384,23 @@ def _take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     return out
 
 
-def results_frame(runs: Sequence[Run], budgets: Sequence[int]) -> pd.DataFrame:
+def results_frame(
+    runs: Sequence[Run], budgets: Sequence[int], targets: Mapping[str, float] | None = None
+) -> pd.DataFrame:
     """One row per run and budget (long format, the columns of :data:`CSV_COLUMNS`).
 
-    ``val`` and ``test`` (%) are NaN where the run made fewer than ``budget`` evaluations.
+    Args:
+        targets: Dataset -> the table's best validation accuracy (%), to carry settled
+            runs beyond their end (:meth:`Run.select`); None: no run is carried.
+
+    ``val`` and ``test`` (%) are NaN where the run made fewer than ``budget`` evaluations
+    and is not settled.
     """
     rows = []
     for run in runs:
+        target = (targets or {}).get(run.dataset)
         for budget in budgets:
-            selection = run.select(budget)
+            selection = run.select(budget, target=target)
             rows.append(
                 {
                     "dataset": run.dataset,
@@ -386,6 +411,7 @@ def results_frame(runs: Sequence[Run], budgets: Sequence[int]) -> pd.DataFrame:
                     "test": selection.test if selection else math.nan,
                     "found_at_evaluation": selection.evaluation if selection else None,
                     "evaluations": run.evaluations,
+                    "settled": bool(selection and selection.settled),
                     **run.cost,
                     "run_dir": str(run.run_dir),
                 }
@@ -405,17 +431,20 @@ def method_order(methods: Iterable[str], baselines: Sequence[str]) -> list[str]:
 # ------------------------------------------------------------------------------ statistics
 
 
-def format_cell(values: pd.Series, short: int) -> str:
+def format_cell(values: pd.Series, short: int, settled: int = 0) -> str:
     """``mean ± std (n=k)`` of the finite ``values`` (sample std, ddof=1).
 
     Args:
         values: One value per seed that reached the budget (NaN: nothing recorded).
-        short: How many runs made fewer evaluations than the budget.
+        short: How many runs made fewer evaluations than the budget, left out.
+        settled: How many of ``values`` are settled runs carried beyond their end.
     """
     finite = values.dropna()
     notes = []
     if short:
         notes.append(f"{short} run{'s' if short > 1 else ''} short")
+    if settled:
+        notes.append(f"{settled} settled")
     missing = len(values) - len(finite)
     if missing:
         notes.append(f"{missing} without value")
@@ -486,8 +515,12 @@ def accuracy_table(
         cells = []
         for budget in budgets:
             at = data[(data["method"] == method) & (data["budget"] == budget)]
-            short = int((at["evaluations"] < budget).sum())
-            cells.append(format_cell(at.loc[at["evaluations"] >= budget, column], short))
+            counted = (at["evaluations"] >= budget) | at["settled"]
+            cells.append(
+                format_cell(
+                    at.loc[counted, column], int((~counted).sum()), int(at["settled"].sum())
+                )
+            )
         rows.append([method, *cells])
     return markdown_table(["method", *(f"{b} evals" for b in budgets)], rows)
 
@@ -573,6 +606,13 @@ def render_markdown(
         "Cells: mean ± sample std (ddof=1) over seeds, n = seeds; *short*: runs with fewer "
         "evaluations than the budget, left out of that cell.",
     ]
+    if frame["settled"].any():
+        out[-1] += (
+            " *settled*: runs shorter than the budget that had already evaluated the "
+            "table's best-validation architecture; no later evaluation can displace it, "
+            "so their value there is the one they end with (derived, not run; counted in "
+            "n and in the tests)."
+        )
     for dataset, data in frame.groupby("dataset", sort=True):
         mine = [r for r in runs if r.dataset == dataset]
         methods = method_order(data["method"].unique(), baselines)
@@ -953,6 +993,7 @@ def compare(
     baselines: Sequence[str] = DEFAULT_BASELINES,
     anchors: bool = False,
     table: str | Path | None = None,
+    settled: bool = False,
 ) -> Comparison:
     """Compares every run under ``paths`` and writes the report into ``out``.
 
@@ -964,6 +1005,8 @@ def compare(
         anchors: Whether to add published NAS-Bench-201 numbers to the report.
         table: The NAS-Bench-201 table for the evaluations-to-target section (default:
             each run's ``benchmark.table`` where it exists; none found: no section).
+        settled: Whether runs shorter than a budget that had found the table's
+            best-validation architecture count there (:meth:`Run.select`).
 
     Raises:
         NoRunsError: Nothing to compare.
@@ -977,7 +1020,8 @@ def compare(
     paths = [Path(p) for p in paths]
     out = Path(out) if out is not None else paths[0] / "comparison"
     runs, warnings = load_runs(paths)
-    frame = results_frame(runs, budgets)
+    targets = reach_targets(runs, table)
+    frame = results_frame(runs, budgets, targets if settled else None)
 
     files, images = [], {}
     for dataset in sorted({r.dataset for r in runs}):
@@ -1000,7 +1044,7 @@ def compare(
         anchors=anchors,
         warnings=warnings,
         images=images,
-        targets=reach_targets(runs, table),
+        targets=targets,
     )
     prompts = prompt_markdown(prompt_stats((r.dataset, r.run_dir) for r in runs))
     if prompts:
