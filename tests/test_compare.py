@@ -193,23 +193,18 @@ def test_budget_counts_only_charged_evaluations(tmp_path):
 
 
 def test_a_short_run_that_found_the_best_validation_is_settled_only_on_request(tmp_path):
-    found = load_run(
-        write_run(
-            tmp_path,
-            method="llmatic",
-            seed=0,
-            budget=2,
-            candidates=[evaluated(70.0, 71.0), evaluated(90.0, 88.0)],
+    # Two runs of 2 evaluations; the table's best validation accuracy is 90.
+    found, not_found = (
+        load_run(
+            write_run(
+                tmp_path,
+                method="llmatic",
+                seed=seed,
+                budget=2,
+                candidates=[evaluated(70.0, 71.0), evaluated(val, test)],
+            )
         )
-    )
-    not_found = load_run(
-        write_run(
-            tmp_path,
-            method="llmatic",
-            seed=1,
-            budget=2,
-            candidates=[evaluated(70.0, 71.0), evaluated(89.0, 93.0)],
-        )
+        for seed, (val, test) in enumerate([(90.0, 88.0), (89.0, 93.0)])
     )
     assert found.select(5) is None  # nothing is carried without a target
     carried = found.select(5, target=90.0)
