@@ -12,6 +12,7 @@ import pytest
 from test_experiment import compose_cfg
 
 from experiments.compare import main as compare_main
+from llmatic.analysis.comparison import load_run, results_frame
 from llmatic.nb201.cell import EDGES, format_arch, parse_arch
 from llmatic.run import run_experiment
 from llmatic.spaces.nb201 import mutate_arch, random_arch
@@ -87,3 +88,39 @@ def test_short_real_runs_make_a_comparison(tiny_table, tmp_path):
     assert len(rows) == 2 * 2 * 2  # methods x seeds x budgets
     summaries = [json.loads(p.read_text()) for p in multirun.glob("*/summary.json")]
     assert all(s["evaluations"] == 12 for s in summaries)
+
+
+@pytest.mark.parametrize("search", ["random", "classic_elitist"])
+def test_stop_objective_ends_a_run_as_a_prefix_of_the_whole_one(search, tiny_table, tmp_path):
+    """A run stopped at the table's best validation accuracy is the whole run cut short,
+    so with ``settled`` the comparison reports for it what the whole run reports."""
+    table, optimum = tiny_table
+    runs = {}
+    for stop in ("null", "95.0"):
+        cfg = compose_cfg(
+            "+exp=nasbench201",
+            f"search={search}",
+            f"benchmark.table={table}",
+            "search.budget=64",
+            "search.max_candidates=3000",
+            "search.ops=[none,nor_conv_3x3]",
+            f"search.stop_objective={stop}",
+            # A seed inside the tiny table (two ops only), for the classic mutation.
+            "benchmark.seed_arch='|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'",
+            "llm=scripted",
+            "output.plots=false",
+        )
+        run_experiment(cfg, tmp_path / stop)
+        runs[stop] = load_run(tmp_path / stop)
+    whole, stopped = runs["null"], runs["95.0"]
+    assert whole.evaluations == 64
+    assert stopped.val.max() == 95.0 and stopped.evaluations < 64
+    reached = int(np.argmax(whole.val == 95.0)) + 1
+    assert reached <= stopped.evaluations < reached + 8  # after the iteration that found it
+    assert np.array_equal(stopped.val, whole.val[: stopped.evaluations])
+    budgets = [1, reached, 40, 64]
+    settled = results_frame([stopped], budgets, {"cifar10": 95.0})
+    assert settled["test"].tolist() == results_frame([whole], budgets)["test"].tolist()
+    assert settled["settled"].tolist() == [b > stopped.evaluations for b in budgets]
+    summary = json.loads((tmp_path / "95.0" / "summary.json").read_text())
+    assert summary["best"]["arch"] == optimum

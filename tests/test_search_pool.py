@@ -358,6 +358,8 @@ def test_operator_report_counts_shares_and_better_than_parent():
         (("search.feedback_from=parents",), "feedback_from"),
         (("search.overlap=true",), "checkpoint_every > 1"),
         (("+exp=freeform_digits", "search.feedback_elites=2"), "feedback_elites"),
+        (("search.stop_objective=best",), "stop_objective"),
+        (("search=rea", "search.stop_objective=true"), "stop_objective"),
     ],
 )
 def test_bad_pool_settings_are_one_line_errors(overrides, message):

@@ -133,6 +133,9 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"benchmark.fidelity must be 200 or 12, got {cfg.benchmark.fidelity}")
     if search.budget <= 0:
         raise ConfigError(f"search.budget must be > 0, got {search.budget}")
+    stop = search.get("stop_objective")
+    if stop is not None and (isinstance(stop, bool) or not isinstance(stop, (int, float))):
+        raise ConfigError(f"search.stop_objective must be a number (%) or null, got {stop!r}")
     # LLMatic may leave the LLM out of its main phase (a classic pool: ablations).
     smallest = 0 if search.name == "llmatic" and search.get("classic_batch_size", 0) else 1
     if search.batch_size < smallest:

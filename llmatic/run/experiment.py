@@ -161,6 +161,7 @@ def run_experiment(
                 fail_fast=build_fail_fast(cfg),
                 overlap=bool(search.get("overlap", False)),
                 drain_every=cfg.output.checkpoint_every,
+                stop_objective=search.get("stop_objective"),
             )
         finally:
             evaluator.close(wait=iterations is not None)

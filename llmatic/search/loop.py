@@ -1,7 +1,7 @@
 """The search loop: ask the emitters, evaluate in the sandbox, tell the archives.
 
 init phase:  seed network -> LLM children of the seed (random prompts, t = 0.6)
-main phase:  repeat until the budget is spent:
+main phase:  repeat until the budget is spent (or stop_objective is reached):
     ids = scheduler.ask()              # mutation + crossover emitters, one LLM call each
     evaluator.evaluate(candidates)     # sandboxed code -> arch -> benchmark (deduplicated)
     scheduler.tell(...)                # network archive; emitters credit curiosity
@@ -91,6 +91,7 @@ def run_search(
     fail_fast: FailFast | None = None,
     overlap: bool = False,
     drain_every: int = 1,
+    stop_objective: float | None = None,
 ) -> int:
     """Runs the phases in order until the budget or the candidate cap is reached.
 
@@ -111,6 +112,9 @@ def run_search(
             whose children need the seed told first).
         drain_every: With ``overlap``, iterations whose number is a multiple of it ask
             nothing ahead (their stats have ``in_flight`` 0: a checkpoint may be taken).
+        stop_objective: Stop after the iteration whose evaluation first reaches this
+            objective (validation accuracy, %), e.g. the table's best for a
+            time-to-target study; None: run to the budget.
 
     Returns:
         The number of iterations run in total.
@@ -120,6 +124,11 @@ def run_search(
     """
     start = time.perf_counter() - elapsed_seconds
     iteration = start_iteration
+    best = max(
+        (c.objective for c in store if c.status == "evaluated" and c.objective is not None),
+        default=-math.inf,
+    )  # resumed runs bring theirs
+    reached = stop_objective is not None and best >= stop_objective
     for phase, scheduler, done in phases:
         ahead = overlap and phase != "init"
         next_ids = None  # a batch asked while the last one was scored
@@ -127,7 +136,7 @@ def run_search(
         def more(done: Callable[[], bool] = done) -> bool:
             return not done() and evaluator.evaluations < budget and len(store) < max_candidates
 
-        while next_ids is not None or more():
+        while next_ids is not None or (not reached and more()):
             iteration += 1
             ids = scheduler.ask() if next_ids is None else next_ids
             if len(ids) == 0:
@@ -154,7 +163,7 @@ def run_search(
                 candidate.iteration = iteration
             batch = evaluator.submit(candidates, budget=budget, background=ahead)
             next_ids, behind = None, None
-            if ahead and iteration % drain_every != 0 and more():
+            if ahead and iteration % drain_every != 0 and not reached and more():
                 next_ids, behind = ask_ahead(scheduler)  # the LLM works while batch trains
             evaluator.collect(batch)
             if behind is None:
@@ -162,6 +171,16 @@ def run_search(
             else:
                 tell_behind(scheduler, behind, **tell_fields(candidates))
             store.flush()
+            scored = [c.objective for c in candidates if c.status == "evaluated"]
+            best = max([best, *(x for x in scored if x is not None)])
+            if not reached and stop_objective is not None and best >= stop_objective:
+                reached = True
+                log.info(
+                    "search.stop_objective=%s reached (best %.4f) after %d evaluations: stopping",
+                    stop_objective,
+                    best,
+                    evaluator.evaluations,
+                )
             stats = _stats(iteration, phase, store, scheduler, prompt_archive, evaluator, start)
             stats.in_flight = 0 if next_ids is None else len(next_ids)
             log.info(status_line(stats, budget))
