@@ -12,7 +12,7 @@ import pytest
 from test_experiment import compose_cfg
 
 from experiments.compare import main as compare_main
-from llmatic.analysis.comparison import load_run, results_frame
+from llmatic.analysis.comparison import load_run, results_frame, runs_table
 from llmatic.nb201.cell import EDGES, format_arch, parse_arch
 from llmatic.run import run_experiment
 from llmatic.spaces.nb201 import mutate_arch, random_arch
@@ -113,7 +113,8 @@ def test_stop_objective_ends_a_run_as_a_prefix_of_the_whole_one(search, tiny_tab
         run_experiment(cfg, tmp_path / stop)
         runs[stop] = load_run(tmp_path / stop)
     whole, stopped = runs["null"], runs["95.0"]
-    assert whole.evaluations == 64
+    assert whole.evaluations == 64 and whole.complete
+    assert stopped.complete and stopped.stop_objective == 95.0  # stopped where it was asked
     assert stopped.val.max() == 95.0 and stopped.evaluations < 64
     reached = int(np.argmax(whole.val == 95.0)) + 1
     assert reached <= stopped.evaluations < reached + 8  # after the iteration that found it
@@ -122,5 +123,6 @@ def test_stop_objective_ends_a_run_as_a_prefix_of_the_whole_one(search, tiny_tab
     settled = results_frame([stopped], budgets, {"cifar10": 95.0})
     assert settled["test"].tolist() == results_frame([whole], budgets)["test"].tolist()
     assert settled["settled"].tolist() == [b > stopped.evaluations for b in budgets]
+    assert "| 1 stopped at search.stop_objective |" in runs_table([stopped], [search])
     summary = json.loads((tmp_path / "95.0" / "summary.json").read_text())
     assert summary["best"]["arch"] == optimum

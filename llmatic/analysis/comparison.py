@@ -102,6 +102,8 @@ class Run:
         benchmark: ``benchmark.name`` (``nasbench201``, ``digits``).
         dataset: ``benchmark.dataset``, or the benchmark name when there is none.
         budget: ``search.budget``: charged evaluations the run was asked for.
+        stop_objective: ``search.stop_objective``: the run was to stop once an evaluation
+            reached it (None: run to the budget).
         val: Validation accuracy (%) of each charged evaluation, in order (NaN: none).
         test: Test accuracy (%) of the same evaluations (NaN: none).
         cost: The run's LLM cost, :data:`COST_COLUMNS` -> value (NaN: not recorded).
@@ -117,6 +119,7 @@ class Run:
     test: np.ndarray
     cost: dict[str, float] = field(default_factory=lambda: read_cost({}))
     operators: dict[str, dict] = field(default_factory=dict)
+    stop_objective: float | None = None
     best_index: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -129,8 +132,11 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        """Whether the run made all the evaluations it was asked for."""
-        return self.budget is None or self.evaluations >= self.budget
+        """Whether the run made all the evaluations it was asked for, or stopped where
+        it was asked to (``search.stop_objective``)."""
+        if self.budget is None or self.evaluations >= self.budget:
+            return True
+        return self.stop_objective is not None and bool(np.any(self.val >= self.stop_objective))
 
     def best_so_far_test(self) -> np.ndarray:
         """Test accuracy (%) of the best-by-validation architecture after 1, 2, ... evaluations."""
@@ -266,6 +272,7 @@ def load_run(run_dir: Path) -> Run:
             test=test,
             cost=read_cost(summary),
             operators=(summary.get("operators") or {}) if isinstance(summary, dict) else {},
+            stop_objective=cfg["search"].get("stop_objective"),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise RunLoadError(f"{run_dir / 'config.yaml'}: missing or bad key {err}") from None
@@ -526,7 +533,8 @@ def accuracy_table(
 
 
 def runs_table(runs: Sequence[Run], methods: Sequence[str]) -> str:
-    """How many runs each method has, their evaluations, and which are incomplete."""
+    """How many runs each method has, their evaluations, and which fell short of the
+    budget: cut short (listed), or stopped at ``search.stop_objective`` (counted)."""
     rows = []
     for method in methods:
         mine = sorted((r for r in runs if r.method == method), key=lambda r: r.seed)
@@ -536,6 +544,9 @@ def runs_table(runs: Sequence[Run], methods: Sequence[str]) -> str:
             for r in mine
             if not r.complete
         ]
+        stopped = sum(r.complete and r.evaluations < (r.budget or 0) for r in mine)
+        if stopped:  # ended where search.stop_objective asked them to: not cut short
+            incomplete.insert(0, f"{stopped} stopped at search.stop_objective")
         rows.append(
             [
                 method,
@@ -545,7 +556,7 @@ def runs_table(runs: Sequence[Run], methods: Sequence[str]) -> str:
                 "; ".join(incomplete) or "none",
             ]
         )
-    return markdown_table(["method", "runs", "seeds", "evaluations", "incomplete runs"], rows)
+    return markdown_table(["method", "runs", "seeds", "evaluations", "short of the budget"], rows)
 
 
 def rank_table(tests: Sequence[RankTest]) -> str:
