@@ -48,10 +48,9 @@ def tiny_table(tmp_path_factory) -> tuple[Path, str]:
     return path, frame.loc[best, "arch"]
 
 
-@pytest.mark.parametrize("search", ["random", "rea"])
-def test_baseline_reaches_the_optimum_with_the_whole_budget(search, tiny_table, tmp_path):
-    table, optimum = tiny_table
-    cfg = compose_cfg(
+def whole_tiny_table(table: Path, search: str) -> tuple[str, ...]:
+    """Overrides for a run of ``search`` whose budget is the whole tiny table."""
+    return (
         "+exp=nasbench201",
         f"search={search}",
         f"benchmark.table={table}",
@@ -60,6 +59,12 @@ def test_baseline_reaches_the_optimum_with_the_whole_budget(search, tiny_table, 
         "search.ops=[none,nor_conv_3x3]",
         "output.plots=false",
     )
+
+
+@pytest.mark.parametrize("search", ["random", "rea"])
+def test_baseline_reaches_the_optimum_with_the_whole_budget(search, tiny_table, tmp_path):
+    table, optimum = tiny_table
+    cfg = compose_cfg(*whole_tiny_table(table, search))
     summary = run_experiment(cfg, tmp_path)
     assert summary["evaluations"] == 64
     assert summary["best"]["arch"] == optimum and summary["best"]["val_accuracy"] == 95.0
@@ -98,17 +103,11 @@ def test_stop_objective_ends_a_run_as_a_prefix_of_the_whole_one(search, tiny_tab
     runs = {}
     for stop in ("null", "95.0"):
         cfg = compose_cfg(
-            "+exp=nasbench201",
-            f"search={search}",
-            f"benchmark.table={table}",
-            "search.budget=64",
-            "search.max_candidates=3000",
-            "search.ops=[none,nor_conv_3x3]",
+            *whole_tiny_table(table, search),
             f"search.stop_objective={stop}",
             # A seed inside the tiny table (two ops only), for the classic mutation.
             "benchmark.seed_arch='|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'",
             "llm=scripted",
-            "output.plots=false",
         )
         run_experiment(cfg, tmp_path / stop)
         runs[stop] = load_run(tmp_path / stop)
